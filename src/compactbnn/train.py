@@ -13,6 +13,7 @@ the negative log posterior divided by N_train.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Mapping
 
@@ -101,8 +102,12 @@ def map_objective(params: mlp.Params, x: jax.Array, y: jax.Array, mask: jax.Arra
     return loss
 
 
+@functools.lru_cache(maxsize=32)
 def make_epoch_fn(config: TrainConfig, num_train: int) -> Callable:
-    """A jitted function (params, opt_state, keys, x, y) -> (params, opt_state, mean losses) for stacked models."""
+    """A jitted function (params, opt_state, keys, x, y) -> (params, opt_state, mean losses) for stacked models.
+
+    Cached per (config, data size), so repeated calls reuse one compilation.
+    """
     update = make_optimizer(config, config.learning_rate).update
     grad_fn = jax.value_and_grad(map_objective)
 
