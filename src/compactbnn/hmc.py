@@ -1,0 +1,879 @@
+"""Full-batch Hamiltonian Monte Carlo over MLP weights with NumPyro's HMC kernel (Experiment C).
+
+The paper samples the posterior of a 784-512-10 MLP with hamiltorch: a N(0, 1) prior on every
+weight and bias, the categorical likelihood summed over all 60,000 training images, step size
+1e-3, 500 leapfrog steps per iteration, no adaptation, 10,000 iterations, 1,000 samples kept
+evenly spaced over iterations 500..9,899. Here the model is a plain NumPyro function of sample
+sites (``bnn_model``) and the transition is NumPyro's ``HMC`` kernel, driven in chunks:
+
+* **Step size as configured.** NumPyro's ``HMC`` keeps ``trajectory_length = 2 pi`` by default
+  and then silently uses ``2 pi / num_steps`` as the step. We pass ``num_steps`` and
+  ``trajectory_length=None`` so each leapfrog step is exactly ``config.step_size`` (or the
+  adapted one when ``adapt_step_size``) and the path length is ``step_size * num_steps``.
+* **Chunks, resumable.** ``run_chain`` calls the kernel's transition inside one jitted loop per
+  chunk of ``chunk_size`` iterations, starting from the previous chunk's ``HMCState`` (what
+  ``MCMC.post_warmup_state`` holds), so no per-iteration host work slows the chain. After each
+  chunk the chunk's kept samples go into ``samples.npy`` and then the sampler state (with its
+  PRNG key), the traces and a fingerprint of the setup are written to ``state.pkl`` by
+  write-temp-then-rename; ``state.pkl`` is the commit point. A killed run resumes from the
+  last completed chunk and ends with the samples of an uninterrupted run, bit for bit on CPU.
+* **Bounded memory.** Inside a chunk only the kept iterations' parameters are retained (a
+  buffer of at most the chunk's kept count); the kept samples live in a memory-mapped
+  ``samples.npy`` on disk (paper scale: 1,000 x 407,050 float32 = 1.6 GB), never in RAM.
+* **Diagnostics per iteration** at no extra gradient cost: NumPyro's potential energy U of the
+  current state gives the train log-likelihood as ``-U - log prior(theta)`` (the prior is
+  O(num_params), no data pass); float32 rounding makes this accurate to about
+  ``1e-7 * |log prior|`` (~0.05 nats at paper size). Acceptance probability, divergence flag
+  and whether the state's energy is NaN are recorded per iteration; the test log-likelihood
+  and accuracy are evaluated at kept samples only.
+
+Samples are (num_kept, num_params) float32 in ``mlp.ravel`` order (PyTorch order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import pickle
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro.infer import HMC
+from numpyro.infer.hmc import HMCState
+from tqdm.auto import tqdm
+
+from compactbnn import mlp
+
+CHECKPOINT_FORMAT = 1
+STATE_FILE = "state.pkl"
+SAMPLES_FILE = "samples.npy"
+MATMUL_PRECISIONS = ("highest", "high", "default")
+INITS = ("pytorch", "prior")
+TRACE_NAMES = ("potential_energy", "log_likelihood", "accept_prob", "diverging", "nan_energy")
+TEST_EVAL_BATCH = 2000
+
+
+# ---------------------------------------------------------------------------------------------
+# Model and potential
+
+
+def site_name(layer: int, kind: str) -> str:
+    """NumPyro sample-site name of one layer's ``"weight"`` or ``"bias"``, e.g. ``layer0.weight``."""
+    return f"layer{layer}.{kind}"
+
+
+def params_from_sites(z: dict, num_layers: int) -> mlp.Params:
+    """MLP parameter pytree (list of {"weight", "bias"}) from a dict of sample-site values."""
+    return [{"weight": z[site_name(l, "weight")], "bias": z[site_name(l, "bias")]} for l in range(num_layers)]
+
+
+def sites_from_params(params: mlp.Params) -> dict:
+    """Dict of sample-site values from an MLP parameter pytree (inverse of ``params_from_sites``)."""
+    z = {}
+    for l, layer in enumerate(params):
+        z[site_name(l, "weight")] = layer["weight"]
+        z[site_name(l, "bias")] = layer["bias"]
+    return z
+
+
+def bnn_model(x, y, layer_sizes: Sequence[int], prior_sd: float = 1.0):
+    """The Bayesian MLP as a NumPyro model: theta ~ N(0, prior_sd^2) per weight and bias, y ~ Cat(softmax(f(x; theta))).
+
+    ``x`` (N, D) inputs, ``y`` (N,) integer labels (None samples them). The likelihood is the
+    sum over all N examples (a plate of size N without subsampling, so no rescaling): the
+    potential energy is ``-log p(theta) - sum_n log p(y_n | x_n, theta)``.
+    """
+    sizes = mlp.check_layer_sizes(layer_sizes)
+    params = []
+    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        weight = numpyro.sample(site_name(l, "weight"), dist.Normal(0.0, prior_sd).expand((fan_out, fan_in)).to_event(2))
+        bias = numpyro.sample(site_name(l, "bias"), dist.Normal(0.0, prior_sd).expand((fan_out,)).to_event(1))
+        params.append({"weight": weight, "bias": bias})
+    logits = mlp.apply(params, x)
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Categorical(logits=logits), obs=y)
+
+
+def log_prior(params: mlp.Params, prior_sd: float = 1.0) -> jax.Array:
+    """log N(theta; 0, prior_sd^2 I) summed over every weight and bias."""
+    leaves = jax.tree_util.tree_leaves(params)
+    count = sum(leaf.size for leaf in leaves)
+    squared = sum(jnp.sum(leaf**2) for leaf in leaves)
+    return -0.5 * squared / prior_sd**2 - count * (math.log(prior_sd) + 0.5 * math.log(2 * math.pi))
+
+
+def log_likelihood(params: mlp.Params, x: jax.Array, y: jax.Array) -> jax.Array:
+    """Categorical log-likelihood summed over the examples: sum_n log softmax(f(x_n))[y_n]."""
+    logits = mlp.apply(params, x)
+    return jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None].astype(jnp.int32), axis=-1))
+
+
+def potential_energy(params: mlp.Params, x: jax.Array, y: jax.Array, prior_sd: float = 1.0) -> jax.Array:
+    """HMC's potential U(theta) = -log prior - log likelihood, in plain JAX (the benchmark's bare gradient)."""
+    return -log_prior(params, prior_sd) - log_likelihood(params, x, y)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+
+def kept_indices(keep_first: int = 500, keep_last: int = 9899, num_kept: int = 1000) -> np.ndarray:
+    """Iteration indices of the kept samples: ``num_kept`` values evenly spaced over keep_first..keep_last.
+
+    ``np.rint(np.linspace(keep_first, keep_last, num_kept))``, as sorted unique int64, both ends
+    included. Iterations are counted from 0 after any warmup. The paper's numbers (500, 9899,
+    1000) give 1,000 indices 500, 509, 519, ..., 9899 (spacing 9.4: every 9th or 10th).
+    Raises if fewer than ``num_kept`` distinct indices fit the range.
+    """
+    for name, value in (("keep_first", keep_first), ("keep_last", keep_last), ("num_kept", num_kept)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+    if keep_first < 0 or keep_last < keep_first:
+        raise ValueError(f"need 0 <= keep_first <= keep_last, got keep_first={keep_first}, keep_last={keep_last}")
+    if not 1 <= num_kept <= keep_last - keep_first + 1:
+        raise ValueError(f"num_kept must lie in 1..{keep_last - keep_first + 1} (keep_last - keep_first + 1), got {num_kept}")
+    if num_kept == 1:
+        return np.array([keep_first], dtype=np.int64)
+    indices = np.unique(np.rint(np.linspace(keep_first, keep_last, num_kept)).astype(np.int64))
+    assert len(indices) == num_kept  # spacing >= 1 guarantees distinct rounded values
+    return indices
+
+
+@dataclass(frozen=True)
+class HMCConfig:
+    """HMC settings; the defaults are the paper's (step 1e-3, 500 leapfrog steps, 10,000 iterations, 1,000 kept).
+
+    Fields:
+      step_size: leapfrog step size (the initial one when adapt_step_size).
+      num_steps: leapfrog steps per iteration; the path length is step_size * num_steps.
+      num_iterations: HMC iterations after warmup; kept indices count from 0 here.
+      keep_first, keep_last, num_kept: which iterations are kept (see ``kept_indices``).
+      chunk_size: iterations per jitted chunk; a checkpoint is written after each chunk.
+      prior_sd: sd of the N(0, prior_sd^2) prior on every weight and bias.
+      adapt_step_size: if True, NumPyro's dual-averaging step-size adaptation runs for
+        num_warmup extra iterations before the num_iterations (num_steps stays fixed).
+      num_warmup: warmup iterations (only with adapt_step_size; 0 otherwise).
+      target_accept_prob: the adaptation's target acceptance probability.
+      init: "pytorch" (U(+-1/sqrt(fan_in)), the paper's) or "prior" (draw from the prior);
+        ignored when run_chain gets init_params.
+      matmul_precision: float32 matmul precision ("highest" is exact float32; "high"/"default"
+        allow TF32/bf16 passes on GPUs).
+    """
+
+    step_size: float = 1e-3
+    num_steps: int = 500
+    num_iterations: int = 10_000
+    keep_first: int = 500
+    keep_last: int = 9899
+    num_kept: int = 1000
+    chunk_size: int = 100
+    prior_sd: float = 1.0
+    adapt_step_size: bool = False
+    num_warmup: int = 0
+    target_accept_prob: float = 0.8
+    init: Literal["pytorch", "prior"] = "pytorch"
+    matmul_precision: Literal["highest", "high", "default"] = "highest"
+
+    def __post_init__(self):
+        def integer(name, minimum):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise TypeError(f"HMCConfig.{name} must be an integer, got {value!r}")
+            if value < minimum:
+                raise ValueError(f"HMCConfig.{name} must be >= {minimum}, got {value}")
+
+        def positive(name):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise TypeError(f"HMCConfig.{name} must be a number, got {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"HMCConfig.{name} must be positive and finite, got {value}")
+
+        positive("step_size")
+        positive("prior_sd")
+        integer("num_steps", 1)
+        integer("num_iterations", 1)
+        integer("keep_first", 0)
+        integer("keep_last", 0)
+        integer("num_kept", 1)
+        integer("chunk_size", 1)
+        integer("num_warmup", 0)
+        if self.keep_last >= self.num_iterations:
+            raise ValueError(f"HMCConfig.keep_last must be < num_iterations ({self.num_iterations}), got {self.keep_last}")
+        if self.keep_first > self.keep_last:
+            raise ValueError(f"HMCConfig.keep_first must be <= keep_last ({self.keep_last}), got {self.keep_first}")
+        if self.num_kept > self.keep_last - self.keep_first + 1:
+            raise ValueError(
+                f"HMCConfig.num_kept must be <= keep_last - keep_first + 1 = {self.keep_last - self.keep_first + 1}, got {self.num_kept}"
+            )
+        if not isinstance(self.adapt_step_size, bool):
+            raise TypeError(f"HMCConfig.adapt_step_size must be True or False, got {self.adapt_step_size!r}")
+        if self.adapt_step_size and self.num_warmup < 1:
+            raise ValueError("HMCConfig.num_warmup must be >= 1 when adapt_step_size is True (the adaptation runs during warmup)")
+        if not self.adapt_step_size and self.num_warmup != 0:
+            raise ValueError(
+                f"HMCConfig.num_warmup must be 0 when adapt_step_size is False (burn-in is keep_first), got {self.num_warmup}"
+            )
+        if not 0 < self.target_accept_prob < 1:
+            raise ValueError(f"HMCConfig.target_accept_prob must lie in (0, 1), got {self.target_accept_prob}")
+        if self.init not in INITS:
+            raise ValueError(f"HMCConfig.init must be one of {INITS}, got {self.init!r}")
+        if self.matmul_precision not in MATMUL_PRECISIONS:
+            raise ValueError(f"HMCConfig.matmul_precision must be one of {MATMUL_PRECISIONS}, got {self.matmul_precision!r}")
+
+    @property
+    def kept_indices(self) -> np.ndarray:
+        """Post-warmup iteration index of every kept sample (see the module function ``kept_indices``)."""
+        return kept_indices(self.keep_first, self.keep_last, self.num_kept)
+
+    @property
+    def total_iterations(self) -> int:
+        """Warmup plus sampling iterations."""
+        return self.num_warmup + self.num_iterations
+
+    @property
+    def path_length(self) -> float:
+        """Integration time per iteration, step_size * num_steps (before any adaptation)."""
+        return self.step_size * self.num_steps
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """SHA-256 of the config's JSON (sorted keys): identifies the run in checkpoints."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def make_kernel(layer_sizes: Sequence[int], config: HMCConfig) -> HMC:
+    """NumPyro's HMC kernel for ``bnn_model`` with the config's step size and number of leapfrog steps.
+
+    ``trajectory_length=None`` makes the kernel use ``step_size`` itself for every leapfrog step
+    (NumPyro's default 2 pi would replace it by 2 pi / num_steps); the identity mass matrix is
+    never adapted (as hamiltorch in the paper).
+    """
+    sizes = tuple(mlp.check_layer_sizes(layer_sizes))
+    model = partial(bnn_model, layer_sizes=sizes, prior_sd=float(config.prior_sd))
+    return HMC(
+        model,
+        step_size=float(config.step_size),
+        num_steps=int(config.num_steps),
+        trajectory_length=None,
+        adapt_step_size=config.adapt_step_size,
+        adapt_mass_matrix=False,
+        dense_mass=False,
+        target_accept_prob=float(config.target_accept_prob),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class ChainResult:
+    """One chain's kept samples and diagnostics.
+
+    samples: (num_kept_done, num_params) float32 in ``mlp.ravel`` order; a read-only memory map
+      onto ``<checkpoint_dir>/samples.npy`` (rows of completed chunks only).
+    kept_indices: (num_kept_done,) post-warmup iteration index of each sample.
+    traces: per iteration (warmup first, length completed_iterations): potential_energy,
+      log_likelihood (train, from the potential energy), accept_prob, diverging (NumPyro's flag;
+      a NaN proposal energy is mapped to +inf by NumPyro and so counted here), nan_energy (the
+      chain's own energy is NaN, e.g. NaN initial parameters).
+    test_log_likelihood, test_accuracy: (num_kept_done,) summed log-likelihood and accuracy on
+      the test set at each kept sample, or None without test data.
+    step_size: the step size in use after warmup; num_steps: leapfrog steps per iteration.
+    wall_time: seconds over all sessions of this checkpoint (setup and compilation included);
+    sampling_time: seconds spent in the compiled chunks; leapfrog_steps: steps done so far.
+    """
+
+    chain_name: str
+    samples: np.ndarray
+    kept_indices: np.ndarray
+    traces: dict
+    test_log_likelihood: np.ndarray | None
+    test_accuracy: np.ndarray | None
+    step_size: float
+    num_steps: int
+    num_warmup: int
+    completed_iterations: int
+    total_iterations: int
+    wall_time: float
+    sampling_time: float
+    compile_time: float
+    leapfrog_steps: int
+    device: str
+    checkpoint_dir: str
+
+    @property
+    def complete(self) -> bool:
+        return self.completed_iterations == self.total_iterations
+
+    @property
+    def accept_rate(self) -> float:
+        """Mean acceptance probability over the post-warmup iterations done."""
+        values = self.traces["accept_prob"][self.num_warmup:]
+        return float(np.mean(values)) if len(values) else float("nan")
+
+    @property
+    def num_divergent(self) -> int:
+        return int(np.sum(self.traces["diverging"][self.num_warmup:]))
+
+    @property
+    def num_nan_energy(self) -> int:
+        return int(np.sum(self.traces["nan_energy"]))
+
+    @property
+    def leapfrog_steps_per_second(self) -> float:
+        return self.leapfrog_steps / self.sampling_time if self.sampling_time > 0 else float("nan")
+
+    def summary(self) -> dict:
+        """JSON-ready scalar diagnostics, including split R-hat and ESS of the test log-likelihood (one chain, split in halves)."""
+        from compactbnn import diagnostics
+
+        out = {
+            "chain": self.chain_name,
+            "complete": self.complete,
+            "completed_iterations": self.completed_iterations,
+            "num_kept": int(len(self.kept_indices)),
+            "num_params": int(self.samples.shape[-1]),
+            "accept_rate": self.accept_rate,
+            "num_divergent": self.num_divergent,
+            "num_nan_energy": self.num_nan_energy,
+            "step_size": self.step_size,
+            "num_steps": self.num_steps,
+            "path_length": self.step_size * self.num_steps,
+            "num_warmup": self.num_warmup,
+            "final_train_log_likelihood": float(self.traces["log_likelihood"][-1]) if self.completed_iterations else float("nan"),
+            "wall_time_s": self.wall_time,
+            "sampling_time_s": self.sampling_time,
+            "compile_time_s": self.compile_time,
+            "leapfrog_steps_per_second": self.leapfrog_steps_per_second,
+            "device": self.device,
+        }
+        if self.test_log_likelihood is not None and len(self.test_log_likelihood):
+            stats = diagnostics.chain_summary(self.test_log_likelihood[None])
+            out.update({f"test_log_likelihood_{k}": v for k, v in stats.items() if k not in ("num_chains", "chain_means")})
+            out["test_accuracy_mean"] = float(np.mean(self.test_accuracy))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling
+
+
+def run_chain(
+    x,
+    y,
+    layer_sizes: Sequence[int],
+    config: HMCConfig,
+    key: jax.Array,
+    checkpoint_dir: str | os.PathLike,
+    *,
+    init_params: mlp.Params | np.ndarray | None = None,
+    x_test=None,
+    y_test=None,
+    progress: bool | str = True,
+    max_chunks: int | None = None,
+    chain_name: str = "chain",
+) -> ChainResult:
+    """Sample one HMC chain of the Bayesian MLP, in resumable chunks.
+
+    Args:
+      x, y: training inputs (N, D) and integer labels (N,); the likelihood sums over all of them
+        (pass a subset to sample a smaller problem).
+      layer_sizes: e.g. [784, 512, 10].
+      config: an ``HMCConfig``.
+      key: PRNG key; split into the initialisation key and the sampler's key.
+      checkpoint_dir: where ``samples.npy`` and ``state.pkl`` go; an existing checkpoint of the
+        same setup is resumed (a finished one is returned as is), a different one is refused.
+      init_params: initial parameters (pytree or raveled vector); default ``config.init``.
+      x_test, y_test: optional test set; its log-likelihood and accuracy are evaluated at kept samples.
+      progress: show a tqdm bar (per chunk); a string is used as its description.
+      max_chunks: run at most this many chunks in this call and return (the result then has
+        ``complete == False``); used to stop a run early and resume it later.
+      chain_name: names the chain in messages.
+
+    Returns a ``ChainResult``. Raises ``FloatingPointError`` naming the chain and iteration when
+    a kept sample contains NaN (only possible from NaN initial parameters: NumPyro rejects every
+    proposal with a NaN energy and counts it as divergent).
+    """
+    engine = _Engine(x, y, layer_sizes, config, [key], Path(checkpoint_dir), init_params=None if init_params is None else [init_params],
+                     x_test=x_test, y_test=y_test, vectorized=False, chain_names=[chain_name])
+    return engine.run(progress=progress, max_chunks=max_chunks)[0]
+
+
+def run_chains(
+    x,
+    y,
+    layer_sizes: Sequence[int],
+    config: HMCConfig,
+    keys: jax.Array,
+    checkpoint_dir: str | os.PathLike,
+    *,
+    init_params: Sequence | None = None,
+    x_test=None,
+    y_test=None,
+    progress: bool | str = True,
+    max_chunks: int | None = None,
+    chain_method: Literal["auto", "vectorized", "sequential"] = "auto",
+) -> list[ChainResult]:
+    """Several chains, one per key in ``keys`` (C,) (or (C, 2) raw keys).
+
+    ``chain_method="vectorized"`` advances all chains together in one vmapped chunk (NumPyro's
+    "vectorized" chain method; the checkpoint ``<checkpoint_dir>/vectorized`` holds them all);
+    ``"sequential"`` runs ``run_chain`` for chain c into ``<checkpoint_dir>/chain{c}``, exactly
+    as separate jobs would. ``"auto"`` vectorises when JAX's default backend is not the CPU.
+    ``init_params``: None or one initialisation per chain.
+    """
+    keys = _key_array(keys, several=True)
+    num_chains = keys.shape[0]
+    if init_params is not None and len(init_params) != num_chains:
+        raise ValueError(f"init_params must hold one initialisation per chain ({num_chains}), got {len(init_params)}")
+    if chain_method == "auto":
+        chain_method = "sequential" if jax.default_backend() == "cpu" else "vectorized"
+    if chain_method not in ("vectorized", "sequential"):
+        raise ValueError(f"chain_method must be 'auto', 'vectorized' or 'sequential', got {chain_method!r}")
+    checkpoint_dir = Path(checkpoint_dir)
+    names = [f"chain{c}" for c in range(num_chains)]
+    if chain_method == "sequential":
+        return [
+            run_chain(x, y, layer_sizes, config, keys[c], checkpoint_dir / names[c],
+                      init_params=None if init_params is None else init_params[c], x_test=x_test, y_test=y_test,
+                      progress=f"{names[c]}" if progress else False, max_chunks=max_chunks, chain_name=names[c])
+            for c in range(num_chains)
+        ]
+    engine = _Engine(x, y, layer_sizes, config, list(keys), checkpoint_dir / "vectorized", init_params=init_params,
+                     x_test=x_test, y_test=y_test, vectorized=True, chain_names=names)
+    return engine.run(progress=progress, max_chunks=max_chunks)
+
+
+def load_chain(checkpoint_dir: str | os.PathLike) -> ChainResult | list[ChainResult]:
+    """The result stored in a ``run_chain`` (or vectorised ``run_chains``) checkpoint, without data or recompilation."""
+    checkpoint_dir = Path(checkpoint_dir)
+    record = _read_checkpoint(checkpoint_dir)
+    if record is None:
+        raise FileNotFoundError(f"no HMC checkpoint ({STATE_FILE}) in {checkpoint_dir}")
+    results = _results_from_record(record, checkpoint_dir)
+    return results if record["fingerprint"]["vectorized"] else results[0]
+
+
+def _key_array(key, several: bool = False) -> np.ndarray:
+    """Raw uint32 key data: (2,) for one key, (C, 2) for several; typed keys are converted."""
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    key = np.asarray(key)
+    expected = 2 if several else 1
+    if key.dtype != np.uint32 or key.ndim != expected or key.shape[-1] != 2:
+        what = "(C,) typed keys or (C, 2) uint32 raw keys" if several else "one PRNG key (typed, or (2,) uint32 raw)"
+        raise ValueError(f"key must be {what}, got dtype {key.dtype} shape {key.shape}")
+    return key
+
+
+def _digest(*arrays) -> str | None:
+    if arrays[0] is None:
+        return None
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _check_data(x, y, sizes, what):
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != sizes[0]:
+        raise ValueError(f"x{what} must be (N, {sizes[0]}) for layer sizes {sizes}, got shape {x.shape}")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"y{what} must be ({x.shape[0]},) like x{what}, got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y{what} must hold integer labels, got dtype {y.dtype}")
+    if x.shape[0] == 0:
+        raise ValueError(f"x{what} is empty")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])
+        raise ValueError(f"x{what} contains {int(bad.sum())} NaN or infinite values (rows {rows[:5].tolist()}{' ...' if len(rows) > 5 else ''})")
+    if y.min() < 0 or y.max() >= sizes[-1]:
+        raise ValueError(f"y{what} labels must lie in 0..{sizes[-1] - 1}, got range {y.min()}..{y.max()}")
+    return x.astype(np.float32), y.astype(np.int32)
+
+
+class _Engine:
+    """The chunked sampler for one chain (vectorized=False) or C chains advanced together with vmap."""
+
+    def __init__(self, x, y, layer_sizes, config, keys, checkpoint_dir, *, init_params, x_test, y_test, vectorized, chain_names):
+        if not isinstance(config, HMCConfig):
+            raise TypeError(f"config must be an HMCConfig, got {type(config).__name__}")
+        self.config = config
+        self.sizes = mlp.check_layer_sizes(layer_sizes)
+        self.num_layers = len(self.sizes) - 1
+        self.num_params = mlp.num_params(self.sizes)
+        self.x, self.y = _check_data(x, y, self.sizes, "")
+        if (x_test is None) != (y_test is None):
+            raise ValueError("give both x_test and y_test, or neither")
+        self.has_test = x_test is not None
+        if self.has_test:
+            self.x_test, self.y_test = _check_data(x_test, y_test, self.sizes, "_test")
+        self.keys = [_key_array(k) for k in keys]
+        self.num_chains = len(self.keys)
+        self.vectorized = vectorized
+        self.chain_names = chain_names
+        self.dir = checkpoint_dir
+        self.init_flat = None
+        if init_params is not None:
+            self.init_flat = [self._flat_init(p, chain_names[c]) for c, p in enumerate(init_params)]
+        self.kept = config.kept_indices
+        # Iteration (counting warmup) of every kept sample, and the most any chunk keeps.
+        self.kept_iterations = self.kept + config.num_warmup
+        chunk_of_kept = self.kept_iterations // config.chunk_size
+        self.capacity = int(np.bincount(chunk_of_kept).max())
+        self.num_chunks = -(-config.total_iterations // config.chunk_size)
+        self.fingerprint = {
+            "format": CHECKPOINT_FORMAT,
+            "config": config.to_dict(),
+            "config_digest": config.digest(),
+            "layer_sizes": list(self.sizes),
+            "train_data": _digest(self.x, self.y),
+            "test_data": _digest(self.x_test, self.y_test) if self.has_test else None,
+            "keys": [k.tolist() for k in self.keys],
+            "init_params": None if self.init_flat is None else _digest(*self.init_flat),
+            "vectorized": vectorized,
+            "chain_names": list(chain_names),
+        }
+
+    def _flat_init(self, params, name):
+        if isinstance(params, (list, tuple)) and params and isinstance(params[0], dict):
+            sizes = mlp.layer_sizes_of(params)
+            if sizes != self.sizes:
+                raise ValueError(f"init_params of {name} have layer sizes {sizes}, expected {self.sizes}")
+            flat = np.asarray(mlp.ravel(params))
+        else:
+            flat = np.asarray(params)
+        if flat.shape != (self.num_params,):
+            raise ValueError(f"init_params of {name} must be an MLP pytree or a ({self.num_params},) vector, got shape {flat.shape}")
+        return flat.astype(np.float32)
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _initial_state(self, kernel, c):
+        """Fresh HMCState of chain c (numpy leaves), from the config's init or the given parameters."""
+        cfg, sizes, given = self.config, self.sizes, None if self.init_flat is None else self.init_flat[c]
+
+        # One jitted call: NumPyro's init run op by op compiles hundreds of tiny programs (~10 s).
+        @jax.jit
+        def init(key, x, y, flat):
+            init_key, hmc_key = jax.random.split(key)
+            if flat is None and cfg.init == "pytorch":
+                flat = mlp.ravel(mlp.init(init_key, sizes))
+            elif flat is None:
+                flat = cfg.prior_sd * jax.random.normal(init_key, (self.num_params,), jnp.float32)
+            z = sites_from_params(mlp.unravel(flat, sizes))
+            return kernel.init(hmc_key, cfg.num_warmup, init_params=z, model_args=(x, y), model_kwargs={})
+
+        return jax.device_get(init(self.keys[c], self.x_dev, self.y_dev, given))
+
+    def _chunk_fn(self, kernel):
+        """(state, x, y, n, slots) -> (state, kept (capacity + 1, P), traces): n HMC iterations in one loop.
+
+        Iteration i's parameters are written to row slots[i] of ``kept``; iterations that are not
+        kept write to the spare last row, so no branch and no per-iteration host work is needed.
+        """
+        cfg, num_layers, chunk = self.config, self.num_layers, self.config.chunk_size
+
+        def chunk_fn(state, x, y, n, slots):
+            kept = jnp.zeros((self.capacity + 1, self.num_params), jnp.float32)
+            traces = {
+                "potential_energy": jnp.zeros((chunk,), jnp.float32),
+                "log_likelihood": jnp.zeros((chunk,), jnp.float32),
+                "accept_prob": jnp.zeros((chunk,), jnp.float32),
+                "diverging": jnp.zeros((chunk,), bool),
+                "nan_energy": jnp.zeros((chunk,), bool),
+            }
+
+            def body(i, carry):
+                state, kept, traces = carry
+                state = kernel.sample(state, (x, y), {})
+                params = params_from_sites(state.z, num_layers)
+                flat = mlp.ravel(params).astype(jnp.float32)
+                kept = jax.lax.dynamic_update_slice(kept, flat[None], (slots[i], 0))
+                pe = state.potential_energy
+                values = {
+                    "potential_energy": pe,
+                    "log_likelihood": -pe - log_prior(params, cfg.prior_sd),
+                    "accept_prob": state.accept_prob,
+                    "diverging": state.diverging,
+                    "nan_energy": jnp.isnan(state.energy),
+                }
+                traces = {k: traces[k].at[i].set(values[k].astype(traces[k].dtype)) for k in traces}
+                return state, kept, traces
+
+            return jax.lax.fori_loop(0, n, body, (state, kept, traces))
+
+        if self.vectorized:
+            chunk_fn = jax.vmap(chunk_fn, in_axes=(0, None, None, None, None))
+        return chunk_fn
+
+    def _test_fn(self):
+        """(kept (capacity + 1, P), x_test, y_test) -> (summed log-likelihood, accuracy) per row."""
+        sizes = self.sizes
+
+        def one(flat, xt, yt):
+            logits = mlp.apply(mlp.unravel(flat, sizes), xt)
+            ll = jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(logits), yt[:, None], axis=-1))
+            return ll, jnp.mean(jnp.argmax(logits, axis=-1) == yt)
+
+        def many(kept, xt, yt):
+            return jax.lax.map(lambda f: one(f, xt, yt), kept)
+
+        if self.vectorized:
+            many = jax.vmap(many, in_axes=(0, None, None))
+        return many
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, progress=True, max_chunks=None):
+        cfg = self.config
+        start = time.perf_counter()
+        record = _read_checkpoint(self.dir)
+        if record is not None:
+            _check_fingerprint(record["fingerprint"], self.fingerprint, self.dir)
+            if record["completed_iterations"] == cfg.total_iterations:
+                return _results_from_record(record, self.dir)
+        device = str(jax.devices()[0])
+        with jax.default_matmul_precision(cfg.matmul_precision):
+            self.x_dev, self.y_dev = jnp.asarray(self.x), jnp.asarray(self.y)
+            kernel = make_kernel(self.sizes, cfg)
+            states = [self._initial_state(kernel, c) for c in range(self.num_chains)]
+            fresh = states[0] if not self.vectorized else jax.tree.map(lambda *a: np.stack(a), *states)
+            if record is None:
+                record = self._new_record(fresh, device)
+            elif jax.tree.structure(record["state"]) != jax.tree.structure(fresh):
+                raise ValueError(f"the sampler state in {self.dir / STATE_FILE} does not match this NumPyro kernel; delete the checkpoint to restart")
+            samples = self._open_samples(fresh=record["completed_iterations"] == 0)
+            compile_start = time.perf_counter()
+            slots0 = np.zeros(cfg.chunk_size, np.int32)
+            compiled = jax.jit(self._chunk_fn(kernel)).lower(record["state"], self.x_dev, self.y_dev, np.int32(0), slots0).compile()
+            test_fn = None
+            if self.has_test:
+                xt, yt = jnp.asarray(self.x_test), jnp.asarray(self.y_test)
+                kept_shape = (self.capacity + 1, self.num_params) if not self.vectorized else (self.num_chains, self.capacity + 1, self.num_params)
+                test_fn = jax.jit(self._test_fn()).lower(jax.ShapeDtypeStruct(kept_shape, jnp.float32), xt, yt).compile()
+            record["compile_time"] = time.perf_counter() - compile_start
+
+        done = record["completed_iterations"]
+        bar = tqdm(total=cfg.total_iterations, initial=done, unit="it", desc=progress if isinstance(progress, str) else self.chain_names[0],
+                   disable=not progress, dynamic_ncols=True)
+        chunks_run = 0
+        try:
+            while done < cfg.total_iterations and (max_chunks is None or chunks_run < max_chunks):
+                n = min(cfg.chunk_size, cfg.total_iterations - done)
+                slots, rows = self._slots(done, n)
+                t0 = time.perf_counter()
+                state, kept, traces = compiled(record["state"], self.x_dev, self.y_dev, np.int32(n), slots)
+                jax.block_until_ready((state, kept, traces))
+                record["sampling_time"] += time.perf_counter() - t0
+                record["leapfrog_steps"] += n * cfg.num_steps * self.num_chains
+                if len(rows):
+                    kept_host = np.asarray(kept[..., : len(rows), :])
+                    self._check_finite(kept_host, rows)
+                    if test_fn is not None:
+                        ll, acc = jax.device_get(test_fn(kept, xt, yt))
+                        record["test_log_likelihood"].append(np.asarray(ll)[..., : len(rows)])
+                        record["test_accuracy"].append(np.asarray(acc)[..., : len(rows)])
+                    first = record["kept_done"]
+                    samples[..., first: first + len(rows), :] = kept_host
+                    samples.flush()
+                    record["kept_done"] += len(rows)
+                traces = jax.device_get(traces)
+                for name in TRACE_NAMES:
+                    record["traces"][name].append(np.asarray(traces[name])[..., :n])
+                record["state"] = jax.device_get(state)
+                done += n
+                record["completed_iterations"] = done
+                record["wall_time"] += time.perf_counter() - start
+                start = time.perf_counter()
+                _write_checkpoint(self.dir, record)
+                chunks_run += 1
+                bar.update(n)
+                acc_trace = np.concatenate([np.atleast_2d(t) for t in record["traces"]["accept_prob"]], axis=-1)
+                div_trace = np.concatenate([np.atleast_2d(t) for t in record["traces"]["diverging"]], axis=-1)
+                bar.set_postfix(accept=f"{acc_trace[..., cfg.num_warmup:].mean():.3f}" if done > cfg.num_warmup else "warmup",
+                                divergent=int(div_trace[..., cfg.num_warmup:].sum()), refresh=False)
+        finally:
+            bar.close()
+        del samples
+        results = _results_from_record(record, self.dir)
+        for result in results:
+            if result.num_nan_energy:
+                warnings.warn(f"HMC {result.chain_name}: the chain's energy was NaN at {result.num_nan_energy} iterations "
+                              "(NaN initial parameters?); every proposal there was rejected", RuntimeWarning, stacklevel=3)
+        return results
+
+    def _slots(self, done, n):
+        """Row of the kept buffer for each of the chunk's iterations (capacity = not kept) and the kept iterations."""
+        iterations = np.arange(done, done + n)
+        is_kept = np.isin(iterations, self.kept_iterations)
+        slots = np.full(self.config.chunk_size, self.capacity, np.int32)
+        slots[:n][is_kept] = np.arange(int(is_kept.sum()), dtype=np.int32)
+        return slots, iterations[is_kept]
+
+    def _check_finite(self, kept_host, iterations):
+        kept_host = kept_host if self.vectorized else kept_host[None]
+        for c in range(kept_host.shape[0]):
+            bad = ~np.isfinite(kept_host[c]).all(axis=-1)
+            if bad.any():
+                it = int(iterations[np.argmax(bad)]) - self.config.num_warmup
+                raise FloatingPointError(
+                    f"HMC {self.chain_names[c]}: the kept sample of iteration {it} contains NaN or infinite parameters "
+                    f"(non-finite initial parameters or data?); checkpoint {self.dir} keeps the last good chunk"
+                )
+
+    def _new_record(self, state, device):
+        return {
+            "fingerprint": self.fingerprint,
+            "completed_iterations": 0,
+            "kept_done": 0,
+            "state": state,
+            "traces": {name: [] for name in TRACE_NAMES},
+            "test_log_likelihood": [] if self.has_test else None,
+            "test_accuracy": [] if self.has_test else None,
+            "sampling_time": 0.0,
+            "compile_time": 0.0,
+            "wall_time": 0.0,
+            "leapfrog_steps": 0,
+            "device": device,
+            "numpyro": numpyro.__version__,
+            "jax": jax.__version__,
+        }
+
+    def _open_samples(self, fresh):
+        path = self.dir / SAMPLES_FILE
+        shape = (self.config.num_kept, self.num_params)
+        if self.vectorized:
+            shape = (self.num_chains,) + shape
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if fresh or not path.exists():
+            if not fresh:
+                raise FileNotFoundError(f"{path} is missing but {self.dir / STATE_FILE} says samples were kept; delete the checkpoint to restart")
+            return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+        samples = np.load(path, mmap_mode="r+")
+        if samples.shape != shape or samples.dtype != np.float32:
+            raise ValueError(f"{path} holds {samples.dtype} {samples.shape}, expected float32 {shape}; delete the checkpoint to restart")
+        return samples
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint files
+
+
+def _read_checkpoint(directory: Path) -> dict | None:
+    path = directory / STATE_FILE
+    if not path.exists():
+        return None
+    with open(path, "rb") as stream:
+        record = pickle.load(stream)
+    if record.get("fingerprint", {}).get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an HMC checkpoint of format {CHECKPOINT_FORMAT}; delete it to restart")
+    return record
+
+
+def _write_checkpoint(directory: Path, record: dict) -> None:
+    """Pickle the record next to state.pkl, then rename it into place (the chunk's commit point)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{STATE_FILE}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            pickle.dump(record, stream, protocol=pickle.HIGHEST_PROTOCOL)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, directory / STATE_FILE)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _check_fingerprint(stored: dict, current: dict, directory: Path) -> None:
+    if stored == current:
+        return
+    differences = []
+    for key in sorted(set(stored) | set(current)):
+        a, b = stored.get(key), current.get(key)
+        if a == b:
+            continue
+        if key == "config" and isinstance(a, dict) and isinstance(b, dict):
+            differences += [f"config.{k}: checkpoint {a.get(k)!r} vs now {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif key == "config_digest":
+            continue
+        else:
+            differences.append(f"{key} differs")
+    raise ValueError(
+        f"the HMC checkpoint in {directory} was written by a different run ({'; '.join(differences)}); "
+        "refusing to mix runs: use another checkpoint directory or delete this one"
+    )
+
+
+def _results_from_record(record: dict, directory: Path) -> list[ChainResult]:
+    fp = record["fingerprint"]
+    config = HMCConfig(**fp["config"])
+    vectorized = fp["vectorized"]
+    kept_done = record["kept_done"]
+    path = directory / SAMPLES_FILE
+    samples = np.load(path, mmap_mode="r") if path.exists() else np.zeros((0, 0), np.float32)
+
+    def cat(parts, dtype):
+        if not parts:
+            shape = (len(fp["chain_names"]), 0) if vectorized else (0,)
+            return np.zeros(shape, dtype)
+        return np.concatenate(parts, axis=-1).astype(dtype)
+
+    traces = {
+        "potential_energy": cat(record["traces"]["potential_energy"], np.float32),
+        "log_likelihood": cat(record["traces"]["log_likelihood"], np.float32),
+        "accept_prob": cat(record["traces"]["accept_prob"], np.float32),
+        "diverging": cat(record["traces"]["diverging"], bool),
+        "nan_energy": cat(record["traces"]["nan_energy"], bool),
+    }
+    test_ll = None if record["test_log_likelihood"] is None else cat(record["test_log_likelihood"], np.float32)
+    test_acc = None if record["test_accuracy"] is None else cat(record["test_accuracy"], np.float32)
+    step_sizes = np.atleast_1d(np.asarray(record["state"].adapt_state.step_size, np.float64))
+    results = []
+    for c, name in enumerate(fp["chain_names"]):
+        pick = (lambda a: a[c]) if vectorized else (lambda a: a)
+        results.append(ChainResult(
+            chain_name=name,
+            samples=pick(samples)[:kept_done] if samples.size else samples,
+            kept_indices=config.kept_indices[:kept_done],
+            traces={k: pick(v) for k, v in traces.items()},
+            test_log_likelihood=None if test_ll is None else pick(test_ll),
+            test_accuracy=None if test_acc is None else pick(test_acc),
+            step_size=float(step_sizes[c if vectorized else 0]),
+            num_steps=config.num_steps,
+            num_warmup=config.num_warmup,
+            completed_iterations=record["completed_iterations"],
+            total_iterations=config.total_iterations,
+            wall_time=record["wall_time"],
+            sampling_time=record["sampling_time"],
+            compile_time=record["compile_time"],
+            leapfrog_steps=record["leapfrog_steps"] // (len(fp["chain_names"]) if vectorized else 1),
+            device=record["device"],
+            checkpoint_dir=str(directory),
+        ))
+    return results
