@@ -1,0 +1,275 @@
+"""Predictive distributions and their metrics (Table 1 of PAPER.md).
+
+A *predictive* is an (N, C) table of class probabilities: for a set of networks (HMC samples,
+ensemble members, draws from a q) the mean of their softmax outputs. The metrics compare such
+tables on the test set:
+
+- ``agreement(p, p_ref)``: fraction of points whose argmax class equals the reference's (HMC's);
+- ``total_variation(p, p_ref)``: mean over points of half the L1 distance between the rows;
+- ``accuracy``, ``nll`` and ``expected_calibration_error`` against the labels.
+
+Metric functions take numpy or JAX arrays and return Python floats. ``predictive`` runs over
+chunks of samples and of data, so 1,000 samples of 784-512-10 (1.6 GB as float32, e.g. a numpy
+array loaded from disk) over 10,000 test images need only one chunk of samples on the device
+plus samples x data batch x width activations at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from compactbnn import mlp
+
+DATA_BATCH_SIZE = 1000
+SAMPLE_BATCH_SIZE = 100
+NLL_FLOOR = 1e-12  # probabilities are floored here in ``nll`` so a float32 underflow to 0 gives 27.6, not inf
+PAPER_NUM_Q_SAMPLES = 100  # PAPER.md: predictives of q use 100 Monte Carlo samples
+
+
+# ----------------------------------------------------------------------------- predictives
+
+
+def predictive(samples: mlp.Params, x, *, batch_size: int = DATA_BATCH_SIZE, sample_batch_size: int = SAMPLE_BATCH_SIZE) -> np.ndarray:
+    """Mean softmax over a stack of networks: (N, C) float64 numpy array.
+
+    Args:
+      samples: stacked params, every leaf (S, ...) (numpy or JAX; numpy stays on the host and is
+        moved to the device one chunk of ``sample_batch_size`` samples at a time).
+      x: inputs (N, D).
+      batch_size: data rows per device call; ``sample_batch_size``: networks per device call.
+    Peak device memory is about sample_batch_size * (params + batch_size * max width) floats.
+    """
+    num_samples = _num_stacked(samples)
+    _check_inputs(samples, x)
+    _check_batch_sizes(batch_size, sample_batch_size)
+
+    def chunk(start: int, size: int):
+        def take(leaf):
+            part = jnp.asarray(leaf[start: start + size], jnp.float32)
+            if part.shape[0] < size:  # the last chunk: pad by repeating its first network (weight 0)
+                part = jnp.concatenate([part, jnp.repeat(part[:1], size - part.shape[0], axis=0)])
+            return part
+
+        return jax.tree_util.tree_map(take, samples)
+
+    return _accumulate_predictive(chunk, num_samples, jnp.asarray(x, jnp.float32), batch_size, sample_batch_size)
+
+
+def network_probabilities(params: mlp.Params, x, *, batch_size: int = DATA_BATCH_SIZE) -> np.ndarray:
+    """Softmax of one network (no model axis), e.g. the mean weights mu alone: (N, C)."""
+    stacked = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf)[None], params)
+    return predictive(stacked, x, batch_size=batch_size, sample_batch_size=1)
+
+
+def sample_gaussian(key: jax.Array, q, num_samples: int) -> mlp.Params:
+    """``num_samples`` draws from a mean-field Gaussian q, stacked along a leading axis.
+
+    ``q`` has ``mean`` and ``sd`` params-shaped pytrees (``compact.Gaussian``, ``vi.VIResult``)
+    or is a ``(mean, sd)`` pair. Draw i uses ``fold_in(key, i)``, so the first k draws do not
+    depend on ``num_samples`` and ``gaussian_predictive`` can draw them chunk by chunk.
+    """
+    if not _is_count(num_samples):
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    mean, sd = _mean_and_sd(q)
+    return _draw(key, mean, sd, jnp.arange(num_samples))
+
+
+def gaussian_predictive(
+    key: jax.Array,
+    q,
+    x,
+    num_samples: int = PAPER_NUM_Q_SAMPLES,
+    *,
+    batch_size: int = DATA_BATCH_SIZE,
+    sample_batch_size: int = SAMPLE_BATCH_SIZE,
+) -> np.ndarray:
+    """Predictive of ``num_samples`` Monte Carlo draws from q (paper: 100): (N, C).
+
+    Equals ``predictive(sample_gaussian(key, q, num_samples), x)`` but draws only one chunk of
+    samples at a time.
+    """
+    if not _is_count(num_samples):
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    mean, sd = _mean_and_sd(q)
+    _check_inputs(mean, x)
+    _check_batch_sizes(batch_size, sample_batch_size)
+
+    def chunk(start: int, size: int):
+        # Always ``size`` draws (those past num_samples get weight 0): one shape, one compilation.
+        return _draw(key, mean, sd, jnp.arange(start, start + size))
+
+    return _accumulate_predictive(chunk, num_samples, jnp.asarray(x, jnp.float32), batch_size, sample_batch_size)
+
+
+@jax.jit
+def _draw(key, mean, sd, indices):
+    mean = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, jnp.float32), mean)
+    sd = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, jnp.float32), sd)
+
+    def one(i):
+        leaves, treedef = jax.tree_util.tree_flatten(mean)
+        keys = jax.random.split(jax.random.fold_in(key, i), len(leaves))
+        eps = jax.tree_util.tree_unflatten(treedef, [jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves)])
+        return jax.tree_util.tree_map(lambda m, s, e: m + s * e, mean, sd, eps)
+
+    return jax.vmap(one)(indices)
+
+
+@jax.jit
+def _weighted_softmax_sum(params, x, weights):
+    """sum_s weights[s] * softmax(f_s(x)) for a chunk of networks: (b, C)."""
+    logits = jax.vmap(mlp.apply, in_axes=(0, None))(params, x)
+    return jnp.einsum("s,sbc->bc", weights, jax.nn.softmax(logits, axis=-1))
+
+
+def _accumulate_predictive(chunk: Callable, num_samples: int, x: jax.Array, batch_size: int, sample_batch_size: int) -> np.ndarray:
+    n = x.shape[0]
+    batch_size = min(batch_size, n)
+    sample_batch_size = min(sample_batch_size, num_samples)
+    num_batches = -(-n // batch_size)
+    # Pad the data to whole batches so every device call has one shape (one compilation).
+    x_padded = jnp.pad(x, ((0, num_batches * batch_size - n), (0, 0)))
+    total = None
+    for start in range(0, num_samples, sample_batch_size):
+        # chunk(start, size) gives exactly ``size`` networks; those past num_samples are padding.
+        params = chunk(start, sample_batch_size)
+        weights = (jnp.arange(start, start + sample_batch_size) < num_samples).astype(jnp.float32)
+        sums = [_weighted_softmax_sum(params, x_padded[b * batch_size: (b + 1) * batch_size], weights) for b in range(num_batches)]
+        chunk_sum = np.asarray(jnp.concatenate(sums)[:n], np.float64)
+        total = chunk_sum if total is None else total + chunk_sum
+    return total / num_samples
+
+
+def _mean_and_sd(q):
+    if hasattr(q, "mean") and hasattr(q, "sd"):
+        return q.mean, q.sd
+    try:
+        mean, sd = q
+    except (TypeError, ValueError):
+        raise TypeError(f"q must have .mean and .sd (compact.Gaussian) or be a (mean, sd) pair, got {type(q).__name__}") from None
+    return mean, sd
+
+
+def _num_stacked(samples) -> int:
+    try:
+        first = samples[0]["bias"]
+    except (TypeError, KeyError, IndexError):
+        raise TypeError("samples must be stacked MLP params: a list of {'weight', 'bias'} dicts with a leading sample axis") from None
+    if np.ndim(first) != 2:
+        raise ValueError(f"samples must carry a leading sample axis: the first bias has shape {np.shape(first)}, expected (S, width)")
+    if np.shape(first)[0] < 1:
+        raise ValueError("samples is an empty stack (S = 0)")
+    return int(np.shape(first)[0])
+
+
+def _check_inputs(params, x) -> None:
+    expected = np.shape(params[0]["weight"])[-1]
+    if np.ndim(x) != 2 or np.shape(x)[1] != expected:
+        raise ValueError(f"x must be (N, {expected}) for these networks, got shape {np.shape(x)}")
+    if np.shape(x)[0] < 1:
+        raise ValueError("x has no rows")
+
+
+def _check_batch_sizes(batch_size, sample_batch_size) -> None:
+    if not _is_count(batch_size) or not _is_count(sample_batch_size):
+        raise ValueError(f"batch_size and sample_batch_size must be positive integers, got {batch_size!r} and {sample_batch_size!r}")
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def agreement(p, p_ref) -> float:
+    """Fraction of points whose most probable class under ``p`` equals that under ``p_ref``."""
+    p, p_ref = _check_pair(p, p_ref)
+    return float(np.mean(np.argmax(p, axis=1) == np.argmax(p_ref, axis=1)))
+
+
+def total_variation(p, p_ref) -> float:
+    """Mean over points of the total variation distance ``0.5 * sum_c |p[n, c] - p_ref[n, c]|``."""
+    p, p_ref = _check_pair(p, p_ref)
+    return float(np.mean(0.5 * np.sum(np.abs(p - p_ref), axis=1)))
+
+
+def accuracy(p, y) -> float:
+    """Fraction of points whose most probable class is the label."""
+    p, y = _check_labels(p, y)
+    return float(np.mean(np.argmax(p, axis=1) == y))
+
+
+def nll(p, y) -> float:
+    """Mean negative log predictive probability of the labels, ``-mean log p[n, y_n]``.
+
+    Probabilities are floored at ``NLL_FLOOR`` (1e-12) so that one float32 underflow does not
+    make the mean infinite.
+    """
+    p, y = _check_labels(p, y)
+    return float(np.mean(-np.log(np.maximum(p[np.arange(len(y)), y], NLL_FLOOR))))
+
+
+def expected_calibration_error(p, y, num_bins: int = 15) -> float:
+    """ECE with ``num_bins`` equal-width confidence bins (Guo et al., 2017).
+
+    Confidence is the largest probability of a row, the prediction its argmax. Bin b holds the
+    confidences in (b/B, (b+1)/B] (the first bin also holds 0). ECE = sum over bins of
+    (points in bin / N) * |accuracy in bin - mean confidence in bin|.
+    """
+    if not _is_count(num_bins):
+        raise ValueError(f"num_bins must be a positive integer, got {num_bins!r}")
+    p, y = _check_labels(p, y)
+    confidence = np.max(p, axis=1)
+    correct = (np.argmax(p, axis=1) == y).astype(np.float64)
+    inner_edges = np.linspace(0.0, 1.0, num_bins + 1)[1:-1]
+    bins = np.searchsorted(inner_edges, confidence, side="left")  # right-closed bins
+    counts = np.bincount(bins, minlength=num_bins)
+    confidence_sums = np.bincount(bins, weights=confidence, minlength=num_bins)
+    correct_sums = np.bincount(bins, weights=correct, minlength=num_bins)
+    return float(np.sum(np.abs(correct_sums - confidence_sums)) / len(y))
+
+
+def summary(p, y, p_ref=None, *, num_bins: int = 15) -> dict[str, float]:
+    """All metrics of one predictive: accuracy, nll, ece, and agreement and tv against ``p_ref`` if given."""
+    result = {"accuracy": accuracy(p, y), "nll": nll(p, y), "ece": expected_calibration_error(p, y, num_bins)}
+    if p_ref is not None:
+        result["agreement"] = agreement(p, p_ref)
+        result["total_variation"] = total_variation(p, p_ref)
+    return result
+
+
+def _check_probabilities(p, name: str) -> np.ndarray:
+    p = np.asarray(p, np.float64)
+    if p.ndim != 2 or p.shape[0] < 1 or p.shape[1] < 2:
+        raise ValueError(f"{name} must be an (N, C) table of class probabilities with N >= 1, C >= 2, got shape {p.shape}")
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise ValueError(f"{name} holds negative or non-finite entries: probabilities expected (logits passed?)")
+    worst = float(np.max(np.abs(p.sum(axis=1) - 1.0)))
+    if worst > 1e-3:
+        raise ValueError(f"rows of {name} must sum to 1 (largest deviation {worst:.3g}): probabilities expected (logits passed?)")
+    return p
+
+
+def _check_pair(p, p_ref) -> tuple[np.ndarray, np.ndarray]:
+    p = _check_probabilities(p, "p")
+    p_ref = _check_probabilities(p_ref, "p_ref")
+    if p.shape != p_ref.shape:
+        raise ValueError(f"p and p_ref differ in shape: {p.shape} vs {p_ref.shape}")
+    return p, p_ref
+
+
+def _check_labels(p, y) -> tuple[np.ndarray, np.ndarray]:
+    p = _check_probabilities(p, "p")
+    y = np.asarray(y)
+    if y.shape != (p.shape[0],):
+        raise ValueError(f"y must hold one label per row of p, shape ({p.shape[0]},), got {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= p.shape[1]):
+        raise ValueError(f"labels must lie in [0, {p.shape[1]}), got range [{y.min()}, {y.max()}]")
+    return p, y.astype(np.int64)

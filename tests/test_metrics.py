@@ -1,0 +1,116 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from compactbnn import metrics, mlp
+
+P = np.array([[0.7, 0.2, 0.1],
+              [0.1, 0.5, 0.4],
+              [0.3, 0.3, 0.4],
+              [0.0, 0.0, 1.0]])
+P_REF = np.array([[0.6, 0.3, 0.1],
+                  [0.1, 0.3, 0.6],
+                  [0.2, 0.2, 0.6],
+                  [1.0, 0.0, 0.0]])
+
+
+def test_agreement_and_total_variation_on_a_hand_made_table():
+    # argmax: P -> 0, 1, 2, 2; P_REF -> 0, 2, 2, 0: two of four agree.
+    assert metrics.agreement(P, P_REF) == 0.5
+    # Half L1 per row: 0.1, 0.2, 0.2, 1.0 -> mean 0.375.
+    assert metrics.total_variation(P, P_REF) == pytest.approx(0.375)
+    assert metrics.agreement(P, P) == 1.0 and metrics.total_variation(P, P) == 0.0
+    # JAX arrays and float32 are accepted as well.
+    assert metrics.total_variation(jnp.asarray(P, jnp.float32), jnp.asarray(P_REF)) == pytest.approx(0.375, abs=1e-6)
+
+
+def test_accuracy_and_nll_on_a_hand_made_table():
+    y = np.array([0, 2, 1, 2])
+    # argmax 0, 1, 2, 2 against labels 0, 2, 1, 2: rows 1 and 4 are right.
+    assert metrics.accuracy(P, y) == 0.5
+    assert metrics.nll(P, y) == pytest.approx(-(np.log(0.7) + np.log(0.4) + np.log(0.3) + np.log(1.0)) / 4)
+    # A zero probability on the label is floored, not infinite.
+    assert metrics.nll(P, np.array([0, 0, 0, 0])) == pytest.approx(-(np.log(0.7) + np.log(0.1) + np.log(0.3) + np.log(1e-12)) / 4)
+
+
+def test_ece_on_a_known_case():
+    # Ten points predicted class 0 with confidence 0.9, eight right; five predicted class 1 with 0.62, all right.
+    p = np.array([[0.9, 0.1]] * 10 + [[0.38, 0.62]] * 5)
+    y = np.array([0] * 8 + [1] * 2 + [1] * 5)
+    # 15 bins: 0.9 and 0.62 fall in different bins -> 10/15 * |0.8 - 0.9| + 5/15 * |1 - 0.62|.
+    assert metrics.expected_calibration_error(p, y) == pytest.approx(10 / 15 * 0.1 + 5 / 15 * 0.38)
+    # One bin: |overall accuracy - mean confidence| = |13/15 - 12.1/15|.
+    assert metrics.expected_calibration_error(p, y, num_bins=1) == pytest.approx(0.9 / 15)
+    # Perfectly confident and right: 0.
+    assert metrics.expected_calibration_error(np.eye(3), np.arange(3)) == 0.0
+
+
+def test_ece_bins_are_closed_on_the_right():
+    # Confidence 0.5 (wrong) lies in the first of two bins, (0, 0.5]; 1, 1 and 0.9 (right) in (0.5, 1].
+    p = np.array([[0.5, 0.5], [1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
+    y = np.array([1, 0, 1, 0])
+    assert metrics.expected_calibration_error(p, y, num_bins=2) == pytest.approx(0.25 * 0.5 + 0.75 * (0.1 / 3))
+
+
+def test_bad_tables_are_rejected():
+    with pytest.raises(ValueError, match="sum to 1"):
+        metrics.agreement(P * 3, P_REF)  # logits or unnormalised scores
+    with pytest.raises(ValueError, match="shape"):
+        metrics.total_variation(P, P_REF[:3])
+    with pytest.raises(ValueError, match="label"):
+        metrics.accuracy(P, np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        metrics.nll(P, np.array([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="num_bins"):
+        metrics.expected_calibration_error(P, np.array([0, 1, 2, 2]), num_bins=0)
+
+
+def _softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_predictive_is_the_mean_softmax_whatever_the_batching():
+    stack = mlp.init_many(jax.random.key(0), [5, 6, 3], 7)
+    stack = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf) * 4.0, stack)  # numpy, and sharper softmaxes
+    x = np.asarray(jax.random.normal(jax.random.key(1), (23, 5)))
+    by_hand = np.mean([_softmax(np.asarray(mlp.apply(jax.tree_util.tree_map(lambda l: l[s], stack), x), np.float64))
+                       for s in range(7)], axis=0)
+    whole = metrics.predictive(stack, x, batch_size=1000, sample_batch_size=1000)
+    batched = metrics.predictive(stack, x, batch_size=4, sample_batch_size=3)
+    assert whole.shape == (23, 3)
+    np.testing.assert_allclose(whole, by_hand, atol=1e-6)
+    np.testing.assert_allclose(batched, whole, atol=1e-6)
+    one = metrics.network_probabilities(jax.tree_util.tree_map(lambda leaf: leaf[2], stack), x)
+    np.testing.assert_allclose(one, _softmax(np.asarray(mlp.apply(jax.tree_util.tree_map(lambda l: l[2], stack), x), np.float64)), atol=1e-6)
+
+
+def test_gaussian_draws_and_their_predictive():
+    mean = mlp.init(jax.random.key(0), [4, 5, 3])
+    sd = jax.tree_util.tree_map(lambda leaf: jnp.full_like(leaf, 0.3), mean)
+    q = (mean, sd)
+    draws = metrics.sample_gaussian(jax.random.key(2), q, 4000)
+    flat = np.asarray(mlp.ravel(draws))
+    assert flat.shape == (4000, mlp.num_params([4, 5, 3]))
+    np.testing.assert_allclose(flat.mean(axis=0), np.asarray(mlp.ravel(mean)), atol=4 * 0.3 / np.sqrt(4000))
+    np.testing.assert_allclose(flat.std(axis=0), 0.3, rtol=0.1)
+    # The first draws do not depend on how many are drawn.
+    few = np.asarray(mlp.ravel(metrics.sample_gaussian(jax.random.key(2), q, 4)))
+    np.testing.assert_allclose(few, flat[:4], rtol=0, atol=1e-6)
+    # The chunked predictive of 10 draws (chunks of 4) is the predictive of the first 10 draws.
+    x = np.asarray(jax.random.normal(jax.random.key(1), (11, 4)))
+    chunked = metrics.gaussian_predictive(jax.random.key(2), q, x, num_samples=10, batch_size=5, sample_batch_size=4)
+    direct = metrics.predictive(jax.tree_util.tree_map(lambda leaf: leaf[:10], draws), x)
+    np.testing.assert_allclose(chunked, direct, atol=1e-6)
+
+
+def test_predictive_rejects_bad_input():
+    stack = mlp.init_many(jax.random.key(0), [5, 6, 3], 2)
+    with pytest.raises(ValueError, match=r"\(N, 5\)"):
+        metrics.predictive(stack, np.zeros((4, 6), np.float32))
+    with pytest.raises(ValueError, match="leading sample axis"):
+        metrics.predictive(mlp.init(jax.random.key(0), [5, 6, 3]), np.zeros((4, 5), np.float32))
+    with pytest.raises(ValueError, match="batch_size"):
+        metrics.predictive(stack, np.zeros((4, 5), np.float32), batch_size=0)
