@@ -41,6 +41,7 @@ import pickle
 import tempfile
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -63,7 +64,8 @@ SAMPLES_FILE = "samples.npy"
 MATMUL_PRECISIONS = ("highest", "high", "default")
 INITS = ("pytorch", "prior")
 TRACE_NAMES = ("potential_energy", "log_likelihood", "accept_prob", "diverging", "nan_energy")
-TEST_EVAL_BATCH = 2000
+_CACHE_SIZE = 4
+_PROGRAMS: OrderedDict = OrderedDict()  # compiled programs by shapes and config, see _Engine._programs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -572,12 +574,13 @@ class _Engine:
 
     # -- setup ---------------------------------------------------------------------------------
 
-    def _initial_state(self, kernel, c):
-        """Fresh HMCState of chain c (numpy leaves), from the config's init or the given parameters."""
-        cfg, sizes, given = self.config, self.sizes, None if self.init_flat is None else self.init_flat[c]
+    def _init_fn(self, kernel):
+        """(key, x, y, flat or None) -> HMCState: the chain's initial parameters and NumPyro's init, jitted as one program.
 
-        # One jitted call: NumPyro's init run op by op compiles hundreds of tiny programs (~10 s).
-        @jax.jit
+        Run op by op, NumPyro's init compiles hundreds of tiny programs (~10 s on a CPU).
+        """
+        cfg, sizes = self.config, self.sizes
+
         def init(key, x, y, flat):
             init_key, hmc_key = jax.random.split(key)
             if flat is None and cfg.init == "pytorch":
@@ -587,7 +590,37 @@ class _Engine:
             z = sites_from_params(mlp.unravel(flat, sizes))
             return kernel.init(hmc_key, cfg.num_warmup, init_params=z, model_args=(x, y), model_kwargs={})
 
-        return jax.device_get(init(self.keys[c], self.x_dev, self.y_dev, given))
+        return jax.jit(init)
+
+    def _programs(self):
+        """The kernel and its compiled programs (init, chunk, test), shared by runs of the same shapes and config.
+
+        Compilation takes seconds; caching it lets run_chains and resumed runs in one process
+        reuse it. The cache holds programs only (data are arguments), at most _CACHE_SIZE sets.
+        """
+        cfg = self.config
+        key = (tuple(self.sizes), cfg.digest(), self.x.shape, self.x_test.shape if self.has_test else None,
+               self.vectorized, self.num_chains, jax.default_backend())
+        if key in _PROGRAMS:
+            _PROGRAMS.move_to_end(key)
+            return _PROGRAMS[key], 0.0
+        start = time.perf_counter()
+        kernel = make_kernel(self.sizes, cfg)
+        init = self._init_fn(kernel)
+        state = jax.device_get(init(self.keys[0], self.x_dev, self.y_dev, None))  # runs kernel.init: sets its closures
+        if self.vectorized:
+            state = jax.tree.map(lambda a: np.stack([a] * self.num_chains), state)
+        slots = np.zeros(cfg.chunk_size, np.int32)
+        chunk = jax.jit(self._chunk_fn(kernel)).lower(state, self.x_dev, self.y_dev, np.int32(0), slots).compile()
+        test = None
+        if self.has_test:
+            kept_shape = (self.num_chains,) * self.vectorized + (self.capacity + 1, self.num_params)
+            test = jax.jit(self._test_fn()).lower(jax.ShapeDtypeStruct(kept_shape, jnp.float32), self.x_test, self.y_test).compile()
+        programs = {"kernel": kernel, "init": init, "chunk": chunk, "test": test}
+        _PROGRAMS[key] = programs
+        while len(_PROGRAMS) > _CACHE_SIZE:
+            _PROGRAMS.popitem(last=False)
+        return programs, time.perf_counter() - start
 
     def _chunk_fn(self, kernel):
         """(state, x, y, n, slots) -> (state, kept (capacity + 1, P), traces): n HMC iterations in one loop.
@@ -659,23 +692,21 @@ class _Engine:
         device = str(jax.devices()[0])
         with jax.default_matmul_precision(cfg.matmul_precision):
             self.x_dev, self.y_dev = jnp.asarray(self.x), jnp.asarray(self.y)
-            kernel = make_kernel(self.sizes, cfg)
-            states = [self._initial_state(kernel, c) for c in range(self.num_chains)]
+            programs, compile_time = self._programs()
+            compiled, test_fn = programs["chunk"], programs["test"]
+            if test_fn is not None:
+                xt, yt = jnp.asarray(self.x_test), jnp.asarray(self.y_test)
+            # Each chain's fresh state, as numpy leaves: a resumed run feeds the pickled state to
+            # the same compiled program, an uninterrupted one its own state after each chunk.
+            given = self.init_flat or [None] * self.num_chains
+            states = [jax.device_get(programs["init"](self.keys[c], self.x_dev, self.y_dev, given[c])) for c in range(self.num_chains)]
             fresh = states[0] if not self.vectorized else jax.tree.map(lambda *a: np.stack(a), *states)
             if record is None:
                 record = self._new_record(fresh, device)
             elif jax.tree.structure(record["state"]) != jax.tree.structure(fresh):
                 raise ValueError(f"the sampler state in {self.dir / STATE_FILE} does not match this NumPyro kernel; delete the checkpoint to restart")
+            record["compile_time"] = compile_time
             samples = self._open_samples(fresh=record["completed_iterations"] == 0)
-            compile_start = time.perf_counter()
-            slots0 = np.zeros(cfg.chunk_size, np.int32)
-            compiled = jax.jit(self._chunk_fn(kernel)).lower(record["state"], self.x_dev, self.y_dev, np.int32(0), slots0).compile()
-            test_fn = None
-            if self.has_test:
-                xt, yt = jnp.asarray(self.x_test), jnp.asarray(self.y_test)
-                kept_shape = (self.capacity + 1, self.num_params) if not self.vectorized else (self.num_chains, self.capacity + 1, self.num_params)
-                test_fn = jax.jit(self._test_fn()).lower(jax.ShapeDtypeStruct(kept_shape, jnp.float32), xt, yt).compile()
-            record["compile_time"] = time.perf_counter() - compile_start
 
         done = record["completed_iterations"]
         bar = tqdm(total=cfg.total_iterations, initial=done, unit="it", desc=progress if isinstance(progress, str) else self.chain_names[0],
@@ -690,9 +721,10 @@ class _Engine:
                 jax.block_until_ready((state, kept, traces))
                 record["sampling_time"] += time.perf_counter() - t0
                 record["leapfrog_steps"] += n * cfg.num_steps * self.num_chains
+                traces = jax.device_get(traces)
                 if len(rows):
                     kept_host = np.asarray(kept[..., : len(rows), :])
-                    self._check_finite(kept_host, rows)
+                    self._check_finite(kept_host, rows, np.asarray(traces["nan_energy"])[..., :n])
                     if test_fn is not None:
                         ll, acc = jax.device_get(test_fn(kept, xt, yt))
                         record["test_log_likelihood"].append(np.asarray(ll)[..., : len(rows)])
@@ -701,7 +733,6 @@ class _Engine:
                     samples[..., first: first + len(rows), :] = kept_host
                     samples.flush()
                     record["kept_done"] += len(rows)
-                traces = jax.device_get(traces)
                 for name in TRACE_NAMES:
                     record["traces"][name].append(np.asarray(traces[name])[..., :n])
                 record["state"] = jax.device_get(state)
@@ -734,15 +765,17 @@ class _Engine:
         slots[:n][is_kept] = np.arange(int(is_kept.sum()), dtype=np.int32)
         return slots, iterations[is_kept]
 
-    def _check_finite(self, kept_host, iterations):
+    def _check_finite(self, kept_host, iterations, nan_energy):
         kept_host = kept_host if self.vectorized else kept_host[None]
+        nan_energy = nan_energy if self.vectorized else nan_energy[None]
         for c in range(kept_host.shape[0]):
             bad = ~np.isfinite(kept_host[c]).all(axis=-1)
             if bad.any():
                 it = int(iterations[np.argmax(bad)]) - self.config.num_warmup
                 raise FloatingPointError(
                     f"HMC {self.chain_names[c]}: the kept sample of iteration {it} contains NaN or infinite parameters "
-                    f"(non-finite initial parameters or data?); checkpoint {self.dir} keeps the last good chunk"
+                    f"(the chain's energy was NaN at {int(nan_energy[c].sum())} of this chunk's {nan_energy.shape[-1]} iterations; "
+                    f"non-finite initial parameters?); checkpoint {self.dir} keeps the last good chunk"
                 )
 
     def _new_record(self, state, device):
