@@ -1,0 +1,273 @@
+"""The compact representation of a set of networks (PAPER.md, idea 4; Experiment C).
+
+From a stack of S networks (HMC samples, ensemble members) a mean-field Gaussian
+``N(mu, diag(sigma^2))`` over the parameters:
+
+- ``q_direct``: the per-parameter mean and sd of the networks as they are (q_d). Permutation
+  symmetry makes these meaningless: unit i of one network need not correspond to unit i of
+  another.
+- ``q_rebasin``: every network is first aligned to one shared reference by rebasin (q_r), then
+  mean and sd are taken. The reference is the first network (the authors' code: the first kept
+  HMC sample), a given network (e.g. that first HMC sample, to put an ensemble in the same basis),
+  or the iterative mean (``rebasin.align_to_mean``: align, average, repeat until stable).
+- ``align_gaussian``: a Gaussian that comes as mean and sd (VI) is put in a reference's basis by
+  aligning its mean and permuting mean and sd together.
+
+The sd is the sample standard deviation with ``ddof=1`` by default (``torch.std``, as in the
+authors' code); pass ``ddof=0`` for the population sd. Moments are accumulated in float64 over
+chunks of networks, so a 1,000 x 407,050 stack held as a host numpy array is never copied whole.
+
+Stored form (``save_compact``): an npz with ``mu`` and ``sigma`` (ravelled with ``mlp.ravel``,
+PyTorch order), ``not_to_reference`` (S,) (each network's number of transpositions to the
+reference, summed over hidden layers), ``layer_sizes`` and, when known, ``reference`` (ravelled)
+and ``perms_<l>`` (S, n_l) per hidden layer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from compactbnn import io, mlp, permutation, rebasin
+
+DEFAULT_CHUNK_SIZE = 100  # networks permuted and accumulated at once
+REFERENCES = ("first", "mean")
+
+
+class Gaussian(NamedTuple):
+    """A mean-field Gaussian over an MLP's parameters: ``mean`` and ``sd`` are params-shaped pytrees."""
+
+    mean: mlp.Params
+    sd: mlp.Params
+
+
+@dataclass
+class CompactResult:
+    """q_r of a stack of S networks and how it was obtained.
+
+    ``q``: the Gaussian (mean, sd) in the reference's basis.
+    ``perms``: one (S, n_l) int32 array per hidden layer; ``permutation.permute_many(samples,
+      perms)`` is the aligned stack. None where not known (e.g. loaded from a file without them).
+    ``not_to_reference``: (S,) int, each network's NoT to the reference summed over hidden layers.
+    ``reference``: the reference network (the first sample, the given network or the aligned mean).
+    """
+
+    q: Gaussian
+    perms: list[np.ndarray] | None
+    not_to_reference: np.ndarray
+    reference: mlp.Params | None
+
+    @property
+    def not_per_layer(self) -> np.ndarray:
+        """(S, number of hidden layers) NoT of each network's permutation in each hidden layer."""
+        if self.perms is None:
+            raise ValueError("this result holds no permutations")
+        return np.stack([np.asarray(permutation.count_transpositions_many(p)) for p in self.perms], axis=1)
+
+    @classmethod
+    def from_gaussian(cls, q: Gaussian, perms: Sequence | None = None, reference: mlp.Params | None = None) -> "CompactResult":
+        """Wrap one aligned Gaussian (e.g. ``align_gaussian``'s VI result) with its one network's perms (n_l,)."""
+        q = _as_gaussian(q)
+        if perms is None:
+            return cls(q=q, perms=None, not_to_reference=np.zeros(0, np.int64), reference=reference)
+        perms = permutation.check_perms(list(perms), q.mean)
+        stacked = [np.asarray(p, np.int32)[None] for p in perms]
+        return cls(q=q, perms=stacked, not_to_reference=np.array([permutation.total_transpositions(perms)]), reference=reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# Moments
+
+
+def moments(samples: mlp.Params, *, ddof: int = 1, perms: Sequence | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Gaussian:
+    """Per-parameter mean and sd over the leading axis of a stack, optionally after permuting each network.
+
+    ``perms``: one (S, n_l) array per hidden layer; network s is ``permute``d by row s first.
+    Accumulated chunk by chunk in float64 (Chan et al.'s pairwise update of mean and sum of
+    squared deviations), so memory is one chunk of networks; returned as float32 JAX arrays.
+    """
+    sizes = permutation.check_params(samples, "samples", batch_ndim=1)
+    num = int(np.shape(samples[0]["bias"])[0])
+    if not isinstance(ddof, (int, np.integer)) or isinstance(ddof, bool) or ddof < 0:
+        raise ValueError(f"ddof must be a non-negative integer, got {ddof!r}")
+    if num <= ddof:
+        raise ValueError(f"the sd with ddof={ddof} needs more than {ddof} networks, got a stack of {num}")
+    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if perms is not None:
+        perms = permutation.check_perms(list(perms), samples, name="perms", batch_shape=(num,))
+    count, mean, m2 = 0, None, None
+    for start in range(0, num, chunk_size):
+        stop = min(start + chunk_size, num)
+        chunk = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[start:stop], jnp.float32), samples)
+        if perms is not None:
+            chunk = permutation.permute_many(chunk, [p[start:stop] for p in perms])
+        flat = np.asarray(mlp.ravel(chunk), np.float64)
+        chunk_mean = flat.mean(axis=0)
+        chunk_m2 = np.sum((flat - chunk_mean) ** 2, axis=0)
+        n = stop - start
+        if mean is None:
+            count, mean, m2 = n, chunk_mean, chunk_m2
+        else:
+            delta = chunk_mean - mean
+            total = count + n
+            mean = mean + delta * (n / total)
+            m2 = m2 + chunk_m2 + delta**2 * (count * n / total)
+            count = total
+    sd = np.sqrt(m2 / (count - ddof))
+    return Gaussian(mlp.unravel(jnp.asarray(mean, jnp.float32), sizes), mlp.unravel(jnp.asarray(sd, jnp.float32), sizes))
+
+
+def q_direct(samples: mlp.Params, *, ddof: int = 1, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Gaussian:
+    """q_d: mean and sd of the networks as they are, without alignment (the paper's "direct")."""
+    return moments(samples, ddof=ddof, chunk_size=chunk_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Alignment
+
+
+def q_rebasin(
+    samples: mlp.Params,
+    *,
+    reference: str | mlp.Params | None = "first",
+    method: str = "weight",
+    x=None,
+    max_rounds: int = 10,
+    ddof: int = 1,
+    key: jax.Array | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: bool | str = False,
+    **align_options,
+) -> CompactResult:
+    """q_r: align every network to a reference by rebasin, then take mean and sd.
+
+    Args:
+      samples: stacked params (S, ...), numpy or JAX.
+      reference: ``"first"`` or None (the first network, as in the authors' code; its own
+        permutation is the identity by definition), an unstacked params pytree (e.g. the first
+        kept HMC sample, to express an ensemble in HMC's basis), or ``"mean"`` (iterate: align to
+        the mean of the aligned stack until no permutation changes, at most ``max_rounds``).
+      method: ``rebasin`` method, "weight", "activation" (needs ``x``) or "cosine_first_layer".
+      x: inputs (N, D) for activation matching.
+      ddof: 1 (sample sd, the authors' torch.std) or 0.
+      key: orders the coordinate descent of multi-layer weight matching.
+      align_options: passed to ``rebasin.align_many`` (chunk_size of the matcher is not this one).
+    """
+    permutation.check_params(samples, "samples", batch_ndim=1)
+    common = dict(method=method, x=x, key=key, progress=progress, **align_options)
+    if isinstance(reference, str):
+        if reference not in REFERENCES:
+            raise ValueError(f"reference must be 'first', 'mean', None or a params pytree, got {reference!r}")
+    elif reference is not None:
+        permutation.check_params(reference, "reference")
+    if isinstance(reference, str) and reference == "mean":
+        _, perms = rebasin.align_to_mean(samples, max_rounds=max_rounds, **common)
+        ref = None  # the mean of the aligned stack, i.e. q.mean, set below
+    else:
+        ref = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[0]), samples) if reference in (None, "first") else reference
+        perms = [np.array(p, np.int32) for p in rebasin.align_many(ref, samples, **common)]
+        if reference in (None, "first"):
+            # The reference aligned to itself is the identity. Matching can return another
+            # optimum where units tie (e.g. dead units under activation matching); pin it.
+            for p in perms:
+                p[0] = np.arange(p.shape[1], dtype=np.int32)
+    perms = [np.asarray(p, np.int32) for p in perms]
+    q = moments(samples, ddof=ddof, perms=perms, chunk_size=chunk_size)
+    if ref is None:
+        ref = q.mean
+    nots = np.sum([np.asarray(permutation.count_transpositions_many(p)) for p in perms], axis=0).astype(np.int64)
+    return CompactResult(q=q, perms=perms, not_to_reference=nots, reference=ref)
+
+
+def align_gaussian(
+    q: Gaussian,
+    reference: mlp.Params,
+    *,
+    method: str = "weight",
+    x=None,
+    key: jax.Array | None = None,
+    **align_options,
+) -> tuple[Gaussian, list[np.ndarray]]:
+    """Put a mean-field Gaussian (VI's q) in a reference network's basis.
+
+    The mean is aligned to ``reference`` by rebasin (activation matching uses the mean
+    network's activations; the authors' code averaged 10 sampled networks' activations), and
+    mean and sd are permuted together. Returns (aligned Gaussian, perms: one (n_l,) array per
+    hidden layer); ``permutation.total_transpositions(perms)`` is the NoT to the reference.
+    """
+    q = _as_gaussian(q)
+    permutation.check_params(reference, "reference")
+    stacked_mean = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf)[None], q.mean)
+    perms = [np.asarray(p[0], np.int32) for p in rebasin.align_many(reference, stacked_mean, method=method, x=x, key=key, **align_options)]
+    mean, sd = permutation.permute_gaussian(q.mean, q.sd, perms)
+    return Gaussian(mean, sd), perms
+
+
+def _as_gaussian(q) -> Gaussian:
+    if isinstance(q, Gaussian):
+        mean, sd = q
+    elif hasattr(q, "mean") and hasattr(q, "sd"):
+        mean, sd = q.mean, q.sd
+    else:
+        try:
+            mean, sd = q
+        except (TypeError, ValueError):
+            raise TypeError(f"q must be a compact.Gaussian, have .mean and .sd, or be a (mean, sd) pair, got {type(q).__name__}") from None
+    sizes_mean = permutation.check_params(mean, "q.mean")
+    sizes_sd = permutation.check_params(sd, "q.sd")
+    if sizes_mean != sizes_sd:
+        raise ValueError(f"q.mean has layer sizes {sizes_mean} but q.sd has {sizes_sd}")
+    return Gaussian(mean, sd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def save_compact(path: str | os.PathLike, result: CompactResult | Gaussian) -> None:
+    """Write a compact representation as an npz (atomically); see the module docstring for its arrays.
+
+    A bare ``Gaussian`` is stored with an empty ``not_to_reference``.
+    """
+    if not isinstance(result, CompactResult):
+        result = CompactResult.from_gaussian(result)
+    q = _as_gaussian(result.q)
+    sizes = mlp.layer_sizes_of(q.mean)
+    arrays = {
+        "mu": np.asarray(mlp.ravel(q.mean), np.float32),
+        "sigma": np.asarray(mlp.ravel(q.sd), np.float32),
+        "not_to_reference": np.asarray(result.not_to_reference, np.int64),
+        "layer_sizes": np.asarray(sizes, np.int64),
+    }
+    if result.reference is not None:
+        arrays["reference"] = np.asarray(mlp.ravel(result.reference), np.float32)
+    if result.perms is not None:
+        for layer, p in enumerate(result.perms):
+            arrays[f"perms_{layer}"] = np.asarray(p, np.int32)
+    io.save_npz_atomic(path, arrays)
+
+
+def load_compact(path: str | os.PathLike) -> CompactResult:
+    """Read a file written by ``save_compact`` back into a ``CompactResult`` (JAX float32 params)."""
+    with np.load(path) as stored:
+        missing = [name for name in ("mu", "sigma", "not_to_reference", "layer_sizes") if name not in stored]
+        if missing:
+            raise ValueError(f"{path} is not a compact representation: it lacks {missing}")
+        sizes = [int(s) for s in stored["layer_sizes"]]
+        expected = mlp.num_params(sizes)
+        for name in ("mu", "sigma"):
+            if stored[name].shape != (expected,):
+                raise ValueError(f"{path}: {name} has shape {stored[name].shape}, layer sizes {sizes} need ({expected},)")
+        unravel = lambda name: mlp.unravel(jnp.asarray(stored[name], jnp.float32), sizes)  # noqa: E731
+        q = Gaussian(unravel("mu"), unravel("sigma"))
+        reference = unravel("reference") if "reference" in stored else None
+        num_hidden = len(sizes) - 2
+        perms = [np.asarray(stored[f"perms_{layer}"]) for layer in range(num_hidden)] if "perms_0" in stored else None
+        nots = np.asarray(stored["not_to_reference"])
+    return CompactResult(q=q, perms=perms, not_to_reference=nots, reference=reference)

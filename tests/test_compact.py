@@ -1,0 +1,128 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from compactbnn import compact, mlp, permutation
+
+NOISE = 0.02
+
+
+def _flat(params):
+    return np.asarray(mlp.ravel(params))
+
+
+def _planted(sizes, num=16, seed=0):
+    """Noisy copies of one network, each with its hidden units randomly permuted."""
+    key = jax.random.key(seed)
+    base = jax.tree_util.tree_map(lambda leaf: 3.0 * leaf, mlp.init(key, sizes))
+    perms = [np.stack([np.asarray(jax.random.permutation(jax.random.fold_in(key, 1000 * (layer + 1) + s), n))
+                       for s in range(num)]).astype(np.int32) for layer, n in enumerate(sizes[1:-1])]
+    noise = jax.random.normal(jax.random.fold_in(key, 7), (num, mlp.num_params(sizes))) * NOISE
+    noisy = mlp.unravel(mlp.ravel(base)[None] + noise, sizes)
+    return base, perms, permutation.permute_many(noisy, perms)
+
+
+def _expected_alignment(perms, ref_index):
+    # Sample s is base[perm_s]; permuting it by inv(perm_s)[perm_ref] gives base[perm_ref].
+    return [np.stack([np.asarray(permutation.inverse(p[s]))[p[ref_index]] for s in range(len(p))]) for p in perms]
+
+
+@pytest.mark.parametrize("method", ["weight", "activation"])
+def test_planted_ensemble_q_rebasin_recovers_the_network(method):
+    sizes = [6, 10, 4]
+    base, perms, samples = _planted(sizes)
+    x = np.asarray(jax.random.normal(jax.random.key(3), (500, 6)))  # every unit active somewhere
+    result = compact.q_rebasin(samples, method=method, x=x if method == "activation" else None)
+    expected = _expected_alignment(perms, 0)
+    np.testing.assert_array_equal(result.perms[0], expected[0])
+    np.testing.assert_array_equal(result.not_to_reference,
+                                  [permutation.count_transpositions(p) for p in expected[0]])
+    assert result.not_to_reference[0] == 0 and result.not_to_reference.max() > 5
+    # Mean: the planted network in the first sample's basis; sd: the planted noise level.
+    in_first_basis = permutation.permute(base, [p[0] for p in perms])
+    np.testing.assert_allclose(_flat(result.q.mean), _flat(in_first_basis), atol=5 * NOISE / 4)
+    sd_r = _flat(result.q.sd)
+    assert 0.7 * NOISE < sd_r.mean() < 1.3 * NOISE
+    sd_d = _flat(compact.q_direct(samples).sd)
+    assert sd_d.mean() > 10 * sd_r.mean()
+    np.testing.assert_array_equal(_flat(result.reference), _flat(jax.tree_util.tree_map(lambda l: l[0], samples)))
+
+
+def test_planted_ensemble_with_a_given_reference_and_with_the_mean():
+    sizes = [6, 10, 4]
+    base, perms, samples = _planted(sizes, seed=1)
+    given = compact.q_rebasin(samples, reference=base)
+    np.testing.assert_array_equal(given.perms[0], np.asarray(permutation.inverse(perms[0])))
+    np.testing.assert_allclose(_flat(given.q.mean), _flat(base), atol=5 * NOISE / 4)
+    by_mean = compact.q_rebasin(samples, reference="mean", max_rounds=5)
+    assert _flat(by_mean.q.sd).mean() < 1.3 * NOISE
+    np.testing.assert_allclose(_flat(by_mean.reference), _flat(by_mean.q.mean), atol=1e-5)
+
+
+def test_planted_ensemble_with_two_hidden_layers():
+    sizes = [6, 10, 8, 4]
+    base, perms, samples = _planted(sizes, num=8, seed=2)
+    result = compact.q_rebasin(samples)
+    expected = _expected_alignment(perms, 0)
+    for got, want in zip(result.perms, expected):
+        np.testing.assert_array_equal(got, want)
+    assert result.not_per_layer.shape == (8, 2)
+    np.testing.assert_array_equal(result.not_to_reference, result.not_per_layer.sum(axis=1))
+    assert _flat(result.q.sd).mean() < 1.3 * NOISE < 10 * 1.3 * NOISE < _flat(compact.q_direct(samples).sd).mean()
+
+
+def test_moments_are_the_mean_and_sample_sd_whatever_the_chunking():
+    stack = mlp.init_many(jax.random.key(0), [5, 7, 3], 11)
+    flat = _flat(stack).astype(np.float64)
+    for ddof in (0, 1):
+        q = compact.moments(jax.tree_util.tree_map(np.asarray, stack), ddof=ddof, chunk_size=3)
+        np.testing.assert_allclose(_flat(q.mean), flat.mean(axis=0), atol=1e-7)
+        np.testing.assert_allclose(_flat(q.sd), flat.std(axis=0, ddof=ddof), rtol=1e-5, atol=1e-7)
+    whole, chunked = compact.q_direct(stack), compact.q_direct(stack, chunk_size=4)
+    np.testing.assert_allclose(_flat(whole.sd), _flat(chunked.sd), rtol=1e-6)
+    with pytest.raises(ValueError, match="ddof=1"):
+        compact.q_direct(jax.tree_util.tree_map(lambda leaf: leaf[:1], stack))
+
+
+def test_align_gaussian_moves_mean_and_sd_together():
+    sizes = [6, 10, 4]
+    mean = mlp.init(jax.random.key(0), sizes)
+    sd = mlp.unravel(jax.random.uniform(jax.random.key(1), (mlp.num_params(sizes),), minval=0.1, maxval=1.0), sizes)
+    p = np.asarray(jax.random.permutation(jax.random.key(2), 10)).astype(np.int32)
+    scrambled = compact.Gaussian(permutation.permute(mean, [p]), permutation.permute(sd, [p]))
+    aligned, perms = compact.align_gaussian(scrambled, mean)
+    np.testing.assert_array_equal(perms[0], np.asarray(permutation.inverse(p)))
+    np.testing.assert_array_equal(_flat(aligned.mean), _flat(mean))
+    np.testing.assert_array_equal(_flat(aligned.sd), _flat(sd))
+    wrapped = compact.CompactResult.from_gaussian(aligned, perms, reference=mean)
+    assert wrapped.not_to_reference.tolist() == [permutation.count_transpositions(perms[0])]
+
+
+def test_save_and_load_round_trip(tmp_path):
+    sizes = [6, 10, 4]
+    _, _, samples = _planted(sizes, num=4)
+    result = compact.q_rebasin(samples)
+    compact.save_compact(tmp_path / "q.npz", result)
+    with np.load(tmp_path / "q.npz") as stored:
+        assert {"mu", "sigma", "not_to_reference", "layer_sizes", "reference", "perms_0"} <= set(stored)
+        np.testing.assert_array_equal(stored["mu"], _flat(result.q.mean))
+        assert stored["layer_sizes"].tolist() == sizes
+    back = compact.load_compact(tmp_path / "q.npz")
+    np.testing.assert_array_equal(_flat(back.q.sd), _flat(result.q.sd))
+    np.testing.assert_array_equal(back.not_to_reference, result.not_to_reference)
+    np.testing.assert_array_equal(back.perms[0], result.perms[0])
+    compact.save_compact(tmp_path / "g.npz", result.q)  # a bare Gaussian
+    bare = compact.load_compact(tmp_path / "g.npz")
+    assert bare.perms is None and bare.reference is None and bare.not_to_reference.shape == (0,)
+    np.savez(tmp_path / "bad.npz", mu=np.zeros(3))
+    with pytest.raises(ValueError, match="sigma"):
+        compact.load_compact(tmp_path / "bad.npz")
+
+
+def test_bad_references_are_rejected():
+    _, _, samples = _planted([6, 10, 4], num=3)
+    with pytest.raises(ValueError, match="reference"):
+        compact.q_rebasin(samples, reference="last")
+    with pytest.raises(ValueError, match="layer sizes"):
+        compact.q_rebasin(samples, reference=mlp.init(jax.random.key(0), [6, 9, 4]))
