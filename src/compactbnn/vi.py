@@ -18,6 +18,7 @@ padded and masked), and one epoch is one jitted ``lax.scan``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -156,10 +157,12 @@ def nelbo_estimate(variational, x, y, mask, key, config: VIConfig, num_train: in
     return num_train * nll + config.kl_weight * kl, (nll, kl)
 
 
+@functools.lru_cache(maxsize=16)
 def make_epoch_fn(config: VIConfig, num_train: int):
     """A jitted (variational, opt_state, data_key, noise_key, x, y) -> (variational, opt_state, sums).
 
-    ``sums``: the epoch's size-weighted mean NELBO and mean NLL.
+    ``sums``: the epoch's size-weighted mean NELBO and mean NLL. Cached per (config, N_train), so
+    repeated fits with one config compile once.
     """
     optimizer = optax.adam(config.learning_rate)
     grad_fn = jax.value_and_grad(nelbo_estimate, has_aux=True)
