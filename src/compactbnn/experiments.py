@@ -1,0 +1,255 @@
+"""Experiments A and B of the paper, as pure functions from networks to tidy tables.
+
+Experiment A (Figure 2 a-c): a network W_init and copies P W_init permuted by a controlled
+number of transpositions NoT(P) = k are trained with different minibatch orders; rebasin then
+measures NoT(P') between the pair, next to the squared distance and the loss barrier, for three
+pairs per level: ``init`` (W_init vs P W_init), ``trained`` (both trained) and ``control`` (the
+trained first network permuted by the known P vs the trained second).
+
+Experiment B (Figure 1, Figure 2 d): two independently initialised networks trained side by
+side; at every epoch, the loss along their linear interpolation before and after rebasin, and
+the NoT between W_lambda and W0.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from compactbnn import interpolation, mlp, permutation, rebasin
+
+NOT_CURVES = ("init", "trained", "control")
+
+
+def lambda_grid(num_lambdas: int) -> np.ndarray:
+    """``num_lambdas`` evenly spaced interpolation weights in [0, 1] (the paper: 11)."""
+    if num_lambdas < 2:
+        raise ValueError(f"the lambda grid needs at least 2 points (0 and 1), got {num_lambdas}")
+    return np.linspace(0.0, 1.0, num_lambdas)
+
+
+def not_levels(width: int, num_levels: int) -> np.ndarray:
+    """The authors' NoT levels: ``linspace(1, width - 1, num_levels)`` cast to int (512 units, 50 levels).
+
+    Levels that coincide after the cast (only when num_levels > width - 1) are kept once.
+    """
+    if width < 2:
+        raise ValueError(f"a hidden layer of width {width} has no permutation with NoT >= 1")
+    if num_levels < 1:
+        raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+    return np.unique(np.linspace(1, width - 1, num_levels).astype(np.int32))
+
+
+def permuted_initialisations(key: jax.Array, layer_sizes: Sequence[int], levels: Sequence[int]):
+    """W_init and, for every level k, P_k W_init with NoT(P_k) = k in every hidden layer.
+
+    Returns ``(init, perms, permuted)``: one network, a list (per hidden layer) of (L, n_l)
+    permutations, and the L permuted copies stacked. A hidden layer narrower than k + 1 units
+    gets its largest possible NoT, n_l - 1.
+    """
+    init_key, perm_key = jax.random.split(key)
+    init = mlp.init(init_key, layer_sizes)
+    levels = np.asarray(levels, np.int32)
+    perms = []
+    for layer, width in enumerate(layer_sizes[1:-1]):
+        keys = jax.random.split(jax.random.fold_in(perm_key, layer), len(levels))
+        perms.append(np.asarray(permutation.permutations_with_transpositions(keys, width, np.minimum(levels, width - 1))))
+    stacked = jax.tree_util.tree_map(lambda leaf: jnp.broadcast_to(leaf, (len(levels),) + leaf.shape), init)
+    return init, perms, permutation.permute_many(stacked, perms)
+
+
+def analyse_not_run(
+    init: mlp.Params,
+    init_permuted: mlp.Params,
+    trained: mlp.Params,
+    trained_permuted: mlp.Params,
+    perms: Sequence[np.ndarray],
+    levels: Sequence[int],
+    *,
+    x_match: np.ndarray | None,
+    split: tuple[np.ndarray, np.ndarray],
+    lambdas: np.ndarray,
+    method: str,
+    run: int = 0,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """One run of Experiment A as rows (run, not_init, curve, not_measured, distance, barrier, barrier_midpoint).
+
+    ``init``/``trained`` are the first network (no model axis), ``init_permuted``/
+    ``trained_permuted`` the L permuted copies (stacked), ``perms`` the known P per level.
+    ``not_measured`` is NoT(P') that rebasin (``method``; activation matching on ``x_match``)
+    finds to align the second network to the first, summed over hidden layers; ``barrier`` is
+    the maximum over ``lambdas`` on ``split`` = (x, y), ``barrier_midpoint`` the lambda = 0.5
+    variant (the authors' code; NaN when 0.5 is not on the grid).
+    """
+    num_levels = len(levels)
+    broadcast = lambda params: jax.tree_util.tree_map(lambda leaf: jnp.broadcast_to(leaf, (num_levels,) + leaf.shape), params)
+    trained_stack = broadcast(trained)
+    pairs = {
+        "init": (broadcast(init), init_permuted),
+        "trained": (trained_stack, trained_permuted),
+        # alignment by the known P: P W0_trained against the trained second network
+        "control": (permutation.permute_many(trained_stack, perms), trained_permuted),
+    }
+    has_midpoint = bool(np.any(np.isclose(lambdas, 0.5)))
+    frames = []
+    for curve in tqdm(NOT_CURVES, desc=f"analysing run {run}", disable=not progress, leave=False):
+        first, second = pairs[curve]
+        not_measured = interpolation.transpositions_between_pairs(first, second, method=method, x=x_match)
+        losses = interpolation.evaluate_paths(first, second, lambdas, {"split": split})["split_loss"]
+        frames.append(pd.DataFrame({
+            "run": run,
+            "not_init": np.asarray(levels, int),
+            "curve": curve,
+            "not_measured": np.asarray(not_measured, int),
+            "distance": np.asarray(interpolation.squared_distance(first, second), float),
+            "barrier": interpolation.loss_barrier(losses, lambdas, "max"),
+            "barrier_midpoint": interpolation.loss_barrier(losses, lambdas, "midpoint") if has_midpoint else np.nan,
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def interpolation_table(
+    snapshots: mlp.Params,
+    lambdas: np.ndarray,
+    splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    method: str,
+    x_match: np.ndarray | None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Experiment B as rows (epoch, lambda, rebasin, split, loss, accuracy, not_to_w0).
+
+    ``snapshots``: parameters with leading axes (epochs + 1, 2): the two networks at every
+    epoch. ``rebasin = "before"`` interpolates W0 and W1 as they are, ``"after"`` first aligns W1
+    to W0 at that epoch. ``not_to_w0`` is NoT(P') of the permutation that aligns W_lambda to W0.
+    """
+    num_epochs = np.shape(snapshots[0]["bias"])[0]
+    frames = []
+    for epoch in tqdm(range(num_epochs), desc="interpolating", unit="epoch", disable=not progress, leave=False):
+        w0 = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[epoch, 0]), snapshots)
+        w1 = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[epoch, 1]), snapshots)
+        perms = rebasin.align_many(w0, _stack_one(w1), method=method, x=x_match)
+        aligned = permutation.permute(w1, [p[0] for p in perms])
+        for label, end in (("before", w1), ("after", aligned)):
+            path = interpolation.interpolate(w0, end, lambdas)
+            path_perms = rebasin.align_many(w0, path, method=method, x=x_match)
+            not_to_w0 = np.sum([np.asarray(permutation.count_transpositions_many(p)) for p in path_perms], axis=0)
+            metrics = interpolation.evaluate_path(w0, end, lambdas, splits)
+            for split in splits:
+                frames.append(pd.DataFrame({
+                    "epoch": epoch, "lambda": lambdas, "rebasin": label, "split": split,
+                    "loss": metrics[f"{split}_loss"], "accuracy": metrics[f"{split}_accuracy"],
+                    "not_to_w0": not_to_w0.astype(int),
+                }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _stack_one(params: mlp.Params) -> mlp.Params:
+    return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf)[None], params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiment C: Table 1, the sigma histograms and the pruning curves of Figure 3
+
+TABLE1_ROWS = (("hmc", "sample"), ("hmc", "q_d"), ("hmc", "q_r"), ("ensemble", "sample"), ("ensemble", "q_d"),
+               ("ensemble", "q_r"), ("vi", "q"))
+PRUNING_CURVES = ("hmc_mu_r", "hmc_mu_d", "ensemble_mu_r", "ensemble_mu_d", "merged", "vi")
+
+
+def posterior_table(
+    key: jax.Array,
+    hmc_samples: mlp.Params,
+    ensemble_members: mlp.Params,
+    gaussians: Mapping[tuple[str, str], "compact.Gaussian"],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    num_q_samples: int,
+) -> pd.DataFrame:
+    """Table 1 with NLL and ECE: one row per (method, representation), measured against the HMC predictive.
+
+    ``gaussians`` maps ("hmc" | "ensemble", "q_d" | "q_r") and ("vi", "q") to Gaussians; each
+    q's predictive averages ``num_q_samples`` Monte Carlo draws. ``accuracy_samples`` is the
+    accuracy of the predictive of the method's own samples (or of q's draws);
+    ``accuracy_mean`` that of the mean weights mu alone (NaN for sample rows, as the paper's N/A).
+    """
+    from compactbnn import metrics
+
+    reference = metrics.predictive(hmc_samples, x)
+    sample_predictives = {"hmc": reference, "ensemble": metrics.predictive(ensemble_members, x)}
+    rows = []
+    for index, (method, representation) in enumerate(TABLE1_ROWS):
+        if representation == "sample":
+            probabilities, mean_accuracy = sample_predictives[method], np.nan
+        else:
+            q = gaussians[method, representation]
+            probabilities = metrics.gaussian_predictive(jax.random.fold_in(key, index), q, x, num_q_samples)
+            mean_accuracy = metrics.accuracy(metrics.network_probabilities(q.mean, x), y)
+        rows.append(_posterior_row(method, representation, probabilities, reference, y, mean_accuracy))
+    return pd.DataFrame(rows)
+
+
+def _posterior_row(method, representation, probabilities, reference, y, mean_accuracy) -> dict:
+    from compactbnn import metrics
+
+    return {
+        "method": method, "representation": representation,
+        "agreement": metrics.agreement(probabilities, reference),
+        "tv": metrics.total_variation(probabilities, reference),
+        "accuracy_samples": metrics.accuracy(probabilities, y),
+        "accuracy_mean": mean_accuracy,
+        "nll": metrics.nll(probabilities, y),
+        "ece": metrics.expected_calibration_error(probabilities, y),
+    }
+
+
+def pruning_table(gaussians: Mapping[tuple[str, str], "compact.Gaussian"], x: np.ndarray, y: np.ndarray,
+                  retained_percents: Sequence[float]) -> pd.DataFrame:
+    """Figure 3 right: test accuracy of mean weights pruned by sigma, one curve per row group.
+
+    Curves (``PRUNING_CURVES``): HMC mu_r by sigma_r, HMC mu_d by sigma_d, the ensemble's mu_r
+    and mu_d by their own sigmas, "merged" (the ensemble's mu_r by HMC's sigma_r; both are
+    aligned to the same reference) and VI's mu by its sigma.
+    """
+    from compactbnn import pruning
+
+    pairs = {
+        "hmc_mu_r": (gaussians["hmc", "q_r"].mean, gaussians["hmc", "q_r"].sd),
+        "hmc_mu_d": (gaussians["hmc", "q_d"].mean, gaussians["hmc", "q_d"].sd),
+        "ensemble_mu_r": (gaussians["ensemble", "q_r"].mean, gaussians["ensemble", "q_r"].sd),
+        "ensemble_mu_d": (gaussians["ensemble", "q_d"].mean, gaussians["ensemble", "q_d"].sd),
+        "merged": (gaussians["ensemble", "q_r"].mean, gaussians["hmc", "q_r"].sd),
+        "vi": (gaussians["vi", "q"].mean, gaussians["vi", "q"].sd),
+    }
+    frames = [
+        pd.DataFrame({"curve": curve, "retained_percent": list(retained_percents),
+                      "accuracy": pruning.pruning_curve(mean, sd, x, y, retained_percents)})
+        for curve, (mean, sd) in pairs.items()
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def sigma_histograms(gaussians: Mapping[tuple[str, str], "compact.Gaussian"], num_bins: int) -> pd.DataFrame:
+    """Figure 3 left: histograms of every Gaussian's sigmas on shared bins from 0 to the largest sigma.
+
+    Rows (method, representation, bin_left, bin_right, count), plus per Gaussian its summary
+    statistics in the columns mean, median, p99 (99th percentile) and max (repeated on every bin row).
+    """
+    sigmas = {name: np.asarray(mlp.ravel(q.sd), np.float64) for name, q in gaussians.items()}
+    top = max(float(s.max()) for s in sigmas.values())
+    edges = np.linspace(0.0, top if top > 0 else 1.0, num_bins + 1)
+    frames = []
+    for (method, representation), values in sorted(sigmas.items()):
+        counts, _ = np.histogram(values, bins=edges)
+        frames.append(pd.DataFrame({
+            "method": method, "representation": representation, "bin_left": edges[:-1], "bin_right": edges[1:],
+            "count": counts, "mean": values.mean(), "median": np.median(values),
+            "p99": np.percentile(values, 99), "max": values.max(),
+        }))
+    return pd.concat(frames, ignore_index=True)

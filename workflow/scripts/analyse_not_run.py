@@ -1,0 +1,32 @@
+"""Experiment A, one run: NoT(P'), squared distance and loss barriers of the init, trained and control pairs."""
+
+import jax
+from common import first, load_data, start
+
+from compactbnn import experiments, io, mlp, permutation
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+log = start(sm)
+cfg = sm.params.experiment
+arrays = load_data(sm.params.data)
+trained, saved = io.load_networks(sm.input.networks)
+sizes = mlp.layer_sizes_of(jax.tree_util.tree_map(lambda leaf: leaf[0], trained))
+levels = saved["levels"]
+perms = [saved[f"perm{layer}"] for layer in range(len(sizes) - 2)]
+init = mlp.unravel(saved["init"], sizes)
+init_stack = jax.tree_util.tree_map(lambda leaf: jax.numpy.broadcast_to(leaf, (len(levels),) + leaf.shape), init)
+table = experiments.analyse_not_run(
+    init,
+    permutation.permute_many(init_stack, perms),
+    jax.tree_util.tree_map(lambda leaf: leaf[0], trained),
+    jax.tree_util.tree_map(lambda leaf: leaf[1:], trained),
+    perms,
+    levels,
+    x_match=first(arrays["x_train"], cfg["match_size"]),
+    split=(arrays[f"x_{cfg['split']}"], arrays[f"y_{cfg['split']}"]),
+    lambdas=experiments.lambda_grid(cfg["lambdas"]),
+    method=cfg["matching"],
+    run=int(sm.wildcards.run),
+)
+table.to_csv(sm.output[0], index=False)
+log.info("wrote %d rows to %s", len(table), sm.output[0])

@@ -1,0 +1,25 @@
+"""Experiment B: train two independently initialised networks side by side, keeping every epoch."""
+
+import jax
+from common import layer_sizes, load_data, start, train_config
+
+from compactbnn import io, mlp, train
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+log = start(sm)
+cfg = sm.params.experiment
+arrays = load_data(sm.params.data)
+sizes = layer_sizes(arrays, sm.params.model)
+init_key, data_key = jax.random.split(jax.random.key(cfg["seed"]))
+result = train.train_many(
+    mlp.init_many(init_key, sizes, 2),
+    arrays["x_train"],
+    arrays["y_train"],
+    jax.random.split(data_key, 2),
+    train_config(cfg["training"]),
+    snapshots=True,
+    progress="two networks",
+)
+final = train.evaluate_many(result.params, arrays["x_test"], arrays["y_test"])
+log.info("test accuracy after training: %s", [round(float(a), 4) for a in final["accuracy"]])
+io.save_networks(sm.output[0], result.snapshots)  # (epochs + 1, 2, num_params)
