@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from compactbnn import interpolation, mlp, rebasin, train
+from compactbnn import interpolation, rebasin, train
 from compactbnn.permutation import permutation_with_transpositions, permute
 
 LAMBDAS = np.linspace(0.0, 1.0, 11)

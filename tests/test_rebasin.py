@@ -9,7 +9,6 @@ from compactbnn.permutation import (
     compose,
     count_transpositions,
     count_transpositions_many,
-    mlp_permutation_spec,
     permutations_with_transpositions,
     permute,
     permute_many,
@@ -98,9 +97,7 @@ def test_weight_matching_of_one_pair_equals_the_batched_call():
 
 
 def _layer_objective(params_ref, params, perms, layer):
-    spec = mlp_permutation_spec(len(params) - 1)
-    sim = np.asarray(rebasin._layer_similarity(params_ref, params, [jnp.asarray(p) for p in perms],
-                                               spec=spec, layer=layer, similarity="weight"), np.float64)
+    sim = np.asarray(rebasin.weight_similarity(params_ref, params, perms, layer), np.float64)
     rows, cols = linear_sum_assignment(sim, maximize=True)
     return sim[np.arange(len(perms[layer])), perms[layer]].sum(), sim[rows, cols].sum()
 

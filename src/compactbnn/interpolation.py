@@ -8,7 +8,7 @@ number of transpositions NoT(P') of the permutation rebasin finds between two ne
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp

@@ -30,7 +30,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from functools import partial
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -162,6 +161,25 @@ def activation_similarity(params_ref: mlp.Params, params: mlp.Params, x, *,
     costs = _activation_similarities(_to_jax(params_ref), _to_jax(_stack_one(params, "params")), x, ref_stacked=False,
                                      batch_size=batch_size, chunk_size=1)
     return [c[0] for c in costs]
+
+
+def weight_similarity(params_ref: mlp.Params, params: mlp.Params, perms, layer: int, *,
+                      similarity: str = "weight") -> jax.Array:
+    """The (n_l, n_l) matrix weight matching maximises for hidden layer ``layer``.
+
+    Entry (i, j) scores reference unit i against unit j of ``params`` with the other layers'
+    permutations ``perms`` applied (``perms[layer]`` itself is ignored). "weight": summed
+    products of incoming weights, bias and outgoing weights; "cosine_first_layer": cosine of
+    the incoming weight rows.
+    """
+    if similarity not in WEIGHT_SIMILARITIES:
+        raise ValueError(f"similarity must be one of {WEIGHT_SIMILARITIES}, got {similarity!r}")
+    sizes = _check_pair(params_ref, _stack_one(params, "params"), ref_stacked=False)
+    if not 0 <= layer < len(sizes) - 2:
+        raise ValueError(f"layer must index one of the {len(sizes) - 2} hidden layers, got {layer}")
+    spec = mlp_permutation_spec(len(sizes) - 2)
+    return _layer_similarity(_to_jax(params_ref), _to_jax(params), [jnp.asarray(p) for p in perms], spec=spec,
+                             layer=layer, similarity=similarity)
 
 
 # ---------------------------------------------------------------------------------------------
