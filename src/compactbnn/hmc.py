@@ -709,7 +709,7 @@ class _Engine:
             samples = self._open_samples(fresh=record["completed_iterations"] == 0)
 
         done = record["completed_iterations"]
-        bar = tqdm(total=cfg.total_iterations, initial=done, unit="it", desc=progress if isinstance(progress, str) else self.chain_names[0],
+        bar = tqdm(total=cfg.total_iterations, initial=done, unit="it", desc=progress if isinstance(progress, str) else (f"{self.num_chains} chains" if self.vectorized else self.chain_names[0]),
                    disable=not progress, dynamic_ncols=True)
         chunks_run = 0
         try:
