@@ -24,3 +24,41 @@ def digits():
 @pytest.fixture(scope="session")
 def mnist(resources):
     return data.load("mnist", resources)
+
+
+def copy_workflow(destination: Path) -> Path:
+    """The repository's files (tracked, and untracked but not ignored) copied to ``destination``.
+
+    Workflow tests run there, so they start from an empty results directory and never touch
+    this checkout's results/.
+    """
+    import shutil
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900):
+    """Run Snakemake of this environment in ``workdir``; returns the CompletedProcess (stdout and stderr merged)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The smoke preset run end to end, once per test session, in a fresh copy of the repository."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    result = snakemake(workdir, "--cores", "2", "--configfile", "presets/smoke.yaml")
+    assert result.returncode == 0, result.stdout[-6000:]
+    return workdir

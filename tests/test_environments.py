@@ -8,10 +8,12 @@ from conftest import REPO
 
 
 def _pip_section(path):
+    """The pinned packages of an env's pip section; its last entry installs the project itself."""
     spec = yaml.safe_load(path.read_text())
     sections = [entry["pip"] for entry in spec["dependencies"] if isinstance(entry, dict) and "pip" in entry]
     assert len(sections) == 1, f"{path} must have one pip section"
-    return sections[0]
+    assert sections[0][-1] == "-e ..", f"{path} must install the project (-e .., relative to envs/) last"
+    return sections[0][:-1]
 
 
 def _pyproject():

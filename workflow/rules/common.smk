@@ -1,21 +1,16 @@
-# Helpers shared by the rule files: output paths, data inputs, and the config checks that a
+# Helpers shared by every stage: output paths, data inputs, and the config checks that a
 # JSON schema cannot express. Every check names the key, before any job runs.
 import hashlib
 import json
 import sys
 
-import numpy as np
+from snakemake.settings.types import DeploymentMethod
 
 R = f"results/{config['name']}"
-# notebooks run with the Python that runs Snakemake, so a virtual environment need not be activated
-PYTHON = sys.executable
+# Conda environment of every rule, used with --use-conda (a GPU machine: create envs/gpu.yaml yourself)
+CONDA_ENV = "../../envs/cpu.yaml"
 NUM_FEATURES = {"mnist": 784, "digits": 64}
 NUM_CLASSES = 10
-
-
-wildcard_constraints:
-    run=r"\d+",
-    chain=r"\d+",
 
 
 def config_error(key, message):
@@ -37,7 +32,9 @@ def check_config(cfg):
             f"{hmc['num_kept']} samples cannot be kept from {hmc['keep_last'] - hmc['keep_first'] + 1} iterations",
         )
     if hmc["warmup"] > 0 and not hmc["adapt_step_size"]:
-        config_error("posterior.hmc.warmup", "warmup iterations need adapt_step_size: true")
+        config_error(
+            "posterior.hmc.warmup", "warmup iterations need adapt_step_size: true"
+        )
     if cfg["not_experiment"]["levels"] > min(hidden) - 1:
         config_error(
             "not_experiment.levels",
@@ -47,22 +44,46 @@ def check_config(cfg):
     for key in ("not_experiment.lambdas", "interpolation.lambdas"):
         section, name = key.split(".")
         if cfg[section][name] % 2 == 0 and cfg["figures"]["barrier"] == "midpoint":
-            config_error(key, "the midpoint barrier needs an odd number of lambdas (lambda = 0.5 on the grid)")
+            config_error(
+                key,
+                "the midpoint barrier needs an odd number of lambdas (lambda = 0.5 on the grid)",
+            )
     from compactbnn.claims import CLAIM_IDS
 
     unknown = sorted(set(cfg["claims"].get("skip", [])) - set(CLAIM_IDS))
     if unknown:
-        config_error("claims.skip", f"unknown claim ids {unknown}; known: {', '.join(CLAIM_IDS)}")
+        config_error(
+            "claims.skip", f"unknown claim ids {unknown}; known: {', '.join(CLAIM_IDS)}"
+        )
     train_size = cfg["data"]["train_size"]
-    if hmc["train_size"] is not None and train_size is not None and hmc["train_size"] > train_size:
-        config_error("posterior.hmc.train_size", f"{hmc['train_size']} exceeds data.train_size = {train_size}")
+    if (
+        hmc["train_size"] is not None
+        and train_size is not None
+        and hmc["train_size"] > train_size
+    ):
+        config_error(
+            "posterior.hmc.train_size",
+            f"{hmc['train_size']} exceeds data.train_size = {train_size}",
+        )
 
 
 check_config(config)
 
 
+def notebook_python():
+    """The Python that runs the notebooks: the conda env's with --use-conda, else the one running Snakemake
+    (so that a virtual environment need not be activated)."""
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+        return "python"
+    return sys.executable
+
+
 def layer_sizes():
-    return [NUM_FEATURES[config["data"]["dataset"]], *config["model"]["hidden"], NUM_CLASSES]
+    return [
+        NUM_FEATURES[config["data"]["dataset"]],
+        *config["model"]["hidden"],
+        NUM_CLASSES,
+    ]
 
 
 def data_inputs():

@@ -17,18 +17,20 @@ rule compact:
         vi=f"{R}/compact/vi_q.npz",
         sigma=f"{R}/data/sigma.csv",
         rhat=f"{R}/compact/rhat.json",
-    params:
-        data=config["data"],
-        compact=config["posterior"]["compact"],
     log:
         f"{R}/logs/compact.log",
     benchmark:
         f"{R}/benchmarks/compact.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=lambda wildcards, attempt: 16000 * attempt,
         runtime=120,
+    params:
+        data=config["data"],
+        compact=config["posterior"]["compact"],
     script:
         "../scripts/compact.py"
 
@@ -37,24 +39,29 @@ rule posterior_metrics:
     """Table 1 (agreement, total variation, accuracies; NLL and ECE too) and the pruning curves of Figure 3."""
     input:
         data_inputs(),
-        rules.compact.output,
+        hmc_q_d=rules.compact.output.hmc_direct,
+        hmc_q_r=rules.compact.output.hmc_rebasin,
+        ensemble_q_d=rules.compact.output.ensemble_direct,
+        ensemble_q_r=rules.compact.output.ensemble_rebasin,
+        vi_q=rules.compact.output.vi,
         hmc=expand(f"{R}/hmc/chain{{chain}}/samples.npz", chain=hmc_chains()),
         ensemble=f"{R}/ensemble/members.npz",
     output:
         table=f"{R}/data/posterior_metrics.csv",
         pruning=f"{R}/data/pruning.csv",
-    params:
-        data=config["data"],
-        compact=config["posterior"]["compact"],
-        results=R,
     log:
         f"{R}/logs/posterior_metrics.log",
     benchmark:
         f"{R}/benchmarks/posterior_metrics.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=lambda wildcards, attempt: 16000 * attempt,
         runtime=120,
+    params:
+        data=config["data"],
+        compact=config["posterior"]["compact"],
     script:
         "../scripts/posterior_metrics.py"

@@ -6,5 +6,7 @@ rule fetch_mnist:
         f"{config['data']['root']}/mnist.npz",
     log:
         f"{R}/logs/fetch_mnist.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/fetch_mnist.py"

@@ -9,15 +9,22 @@ rule figure1:
         notebook="notebooks/figure1.ipynb",
         interpolation=f"{R}/data/interpolation.csv",
     output:
-        pdf=report(f"{R}/figures/figure1.pdf", caption="../report/figure1.rst", category="Figures"),
+        pdf=report(
+            f"{R}/figures/figure1.pdf",
+            caption="../report/figure1.rst",
+            category="Figures",
+        ),
         png=f"{R}/figures/figure1.png",
         notebook=f"{R}/notebooks/figure1.ipynb",
-    params:
-        split=config["figures"]["loss_split"],
     log:
         f"{R}/logs/figure1.log",
+    conda:
+        CONDA_ENV
+    params:
+        python=notebook_python(),
+        split=config["figures"]["loss_split"],
     shell:
-        "{PYTHON} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
+        "{params.python} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
         " -p interpolation_csv {input.interpolation:q} -p split {params.split}"
         " -p pdf {output.pdf:q} -p png {output.png:q} > {log:q} 2>&1"
 
@@ -29,16 +36,23 @@ rule figure2:
         not_experiment=f"{R}/data/not_experiment.csv",
         interpolation=f"{R}/data/interpolation.csv",
     output:
-        pdf=report(f"{R}/figures/figure2.pdf", caption="../report/figure2.rst", category="Figures"),
+        pdf=report(
+            f"{R}/figures/figure2.pdf",
+            caption="../report/figure2.rst",
+            category="Figures",
+        ),
         png=f"{R}/figures/figure2.png",
         notebook=f"{R}/notebooks/figure2.ipynb",
-    params:
-        split=config["figures"]["loss_split"],
-        barrier=config["figures"]["barrier"],
     log:
         f"{R}/logs/figure2.log",
+    conda:
+        CONDA_ENV
+    params:
+        python=notebook_python(),
+        split=config["figures"]["loss_split"],
+        barrier=config["figures"]["barrier"],
     shell:
-        "{PYTHON} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
+        "{params.python} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
         " -p not_experiment_csv {input.not_experiment:q} -p interpolation_csv {input.interpolation:q}"
         " -p split {params.split} -p barrier {params.barrier}"
         " -p pdf {output.pdf:q} -p png {output.png:q} > {log:q} 2>&1"
@@ -51,13 +65,21 @@ rule figure3:
         sigma=f"{R}/data/sigma.csv",
         pruning=f"{R}/data/pruning.csv",
     output:
-        pdf=report(f"{R}/figures/figure3.pdf", caption="../report/figure3.rst", category="Figures"),
+        pdf=report(
+            f"{R}/figures/figure3.pdf",
+            caption="../report/figure3.rst",
+            category="Figures",
+        ),
         png=f"{R}/figures/figure3.png",
         notebook=f"{R}/notebooks/figure3.ipynb",
     log:
         f"{R}/logs/figure3.log",
+    conda:
+        CONDA_ENV
+    params:
+        python=notebook_python(),
     shell:
-        "{PYTHON} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
+        "{params.python} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
         " -p sigma_csv {input.sigma:q} -p pruning_csv {input.pruning:q}"
         " -p pdf {output.pdf:q} -p png {output.png:q} > {log:q} 2>&1"
 
@@ -68,14 +90,20 @@ rule table1:
         notebook="notebooks/table1.ipynb",
         metrics=f"{R}/data/posterior_metrics.csv",
     output:
-        csv=report(f"{R}/tables/table1.csv", caption="../report/table1.rst", category="Tables"),
+        csv=report(
+            f"{R}/tables/table1.csv", caption="../report/table1.rst", category="Tables"
+        ),
         md=f"{R}/tables/table1.md",
         tex=f"{R}/tables/table1.tex",
         notebook=f"{R}/notebooks/table1.ipynb",
     log:
         f"{R}/logs/table1.log",
+    conda:
+        CONDA_ENV
+    params:
+        python=notebook_python(),
     shell:
-        "{PYTHON} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
+        "{params.python} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
         " -p metrics_csv {input.metrics:q} -p csv {output.csv:q} -p md {output.md:q} -p tex {output.tex:q}"
         " > {log:q} 2>&1"
 
@@ -92,6 +120,10 @@ rule claims:
     output:
         json=f"{R}/claims.json",
         md=report(f"{R}/claims.md", caption="../report/claims.rst", category="Claims"),
+    log:
+        f"{R}/logs/claims.log",
+    conda:
+        CONDA_ENV
     params:
         name=config["name"],
         claims=config["claims"],
@@ -99,7 +131,5 @@ rule claims:
         split=config["figures"]["loss_split"],
         width=sum(config["model"]["hidden"]),
         prior_sd=config["posterior"]["prior_sd"],
-    log:
-        f"{R}/logs/claims.log",
     script:
         "../scripts/claims.py"

@@ -8,18 +8,20 @@ rule analyse_not_run:
         networks=f"{R}/not_experiment/run{{run}}/networks.npz",
     output:
         f"{R}/not_experiment/run{{run}}/analysis.csv",
-    params:
-        data=config["data"],
-        experiment=config["not_experiment"],
     log:
         f"{R}/logs/analyse_not_run/run{{run}}.log",
     benchmark:
         f"{R}/benchmarks/analyse_not_run/run{{run}}.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=120,
+    params:
+        data=config["data"],
+        experiment=config["not_experiment"],
     script:
         "../scripts/analyse_not_run.py"
 
@@ -32,6 +34,8 @@ rule collect_not_experiment:
         f"{R}/data/not_experiment.csv",
     log:
         f"{R}/logs/collect_not_experiment.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/concat_csv.py"
 
@@ -43,17 +47,19 @@ rule analyse_interpolation:
         snapshots=f"{R}/interpolation/snapshots.npz",
     output:
         f"{R}/data/interpolation.csv",
-    params:
-        data=config["data"],
-        experiment=config["interpolation"],
     log:
         f"{R}/logs/analyse_interpolation.log",
     benchmark:
         f"{R}/benchmarks/analyse_interpolation.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=120,
+    params:
+        data=config["data"],
+        experiment=config["interpolation"],
     script:
         "../scripts/analyse_interpolation.py"

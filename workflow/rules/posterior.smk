@@ -8,6 +8,17 @@ rule hmc_chain:
     output:
         samples=f"{R}/hmc/chain{{chain}}/samples.npz",
         diagnostics=f"{R}/hmc/chain{{chain}}/diagnostics.json",
+    log:
+        f"{R}/logs/hmc_chain/chain{{chain}}.log",
+    benchmark:
+        f"{R}/benchmarks/hmc_chain/chain{{chain}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        runtime=600,
     params:
         data=config["data"],
         model=config["model"],
@@ -15,16 +26,14 @@ rule hmc_chain:
         prior_sd=config["posterior"]["prior_sd"],
         # checkpoints are keyed by the config, so a changed config never resumes a stale chain
         checkpoint=lambda wildcards: f"{R}/hmc/chain{wildcards.chain}/checkpoint-"
-        + config_hash([config["data"], config["model"], config["posterior"]["hmc"], config["posterior"]["prior_sd"]]),
-    log:
-        f"{R}/logs/hmc_chain/chain{{chain}}.log",
-    benchmark:
-        f"{R}/benchmarks/hmc_chain/chain{{chain}}.tsv"
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=lambda wildcards, attempt: 16000 * attempt,
-        runtime=600,
+        + config_hash(
+            [
+                config["data"],
+                config["model"],
+                config["posterior"]["hmc"],
+                config["posterior"]["prior_sd"],
+            ]
+        ),
     script:
         "../scripts/hmc_chain.py"
 
@@ -35,19 +44,21 @@ rule train_ensemble:
         data_inputs(),
     output:
         f"{R}/ensemble/members.npz",
-    params:
-        data=config["data"],
-        model=config["model"],
-        ensemble=config["posterior"]["ensemble"],
     log:
         f"{R}/logs/train_ensemble.log",
     benchmark:
         f"{R}/benchmarks/train_ensemble.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=120,
+    params:
+        data=config["data"],
+        model=config["model"],
+        ensemble=config["posterior"]["ensemble"],
     script:
         "../scripts/train_ensemble.py"
 
@@ -58,19 +69,21 @@ rule fit_vi:
         data_inputs(),
     output:
         f"{R}/vi/posterior.npz",
-    params:
-        data=config["data"],
-        model=config["model"],
-        vi=config["posterior"]["vi"],
-        prior_sd=config["posterior"]["prior_sd"],
     log:
         f"{R}/logs/fit_vi.log",
     benchmark:
         f"{R}/benchmarks/fit_vi.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=120,
+    params:
+        data=config["data"],
+        model=config["model"],
+        vi=config["posterior"]["vi"],
+        prior_sd=config["posterior"]["prior_sd"],
     script:
         "../scripts/fit_vi.py"

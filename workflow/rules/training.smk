@@ -8,19 +8,21 @@ rule train_not_run:
         data_inputs(),
     output:
         f"{R}/not_experiment/run{{run}}/networks.npz",
-    params:
-        data=config["data"],
-        model=config["model"],
-        experiment=config["not_experiment"],
     log:
         f"{R}/logs/train_not_run/run{{run}}.log",
     benchmark:
         f"{R}/benchmarks/train_not_run/run{{run}}.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=240,
+    params:
+        data=config["data"],
+        model=config["model"],
+        experiment=config["not_experiment"],
     script:
         "../scripts/train_not_run.py"
 
@@ -31,18 +33,20 @@ rule train_interpolation:
         data_inputs(),
     output:
         f"{R}/interpolation/snapshots.npz",
-    params:
-        data=config["data"],
-        model=config["model"],
-        experiment=config["interpolation"],
     log:
         f"{R}/logs/train_interpolation.log",
     benchmark:
         f"{R}/benchmarks/train_interpolation.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=120,
+    params:
+        data=config["data"],
+        model=config["model"],
+        experiment=config["interpolation"],
     script:
         "../scripts/train_interpolation.py"

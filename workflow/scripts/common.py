@@ -60,5 +60,6 @@ def match_inputs(arrays: dict, compact_cfg: dict):
     return first(arrays["x_train"], compact_cfg.get("match_size")) if compact_cfg["matching"] == "activation" else None
 
 
-GAUSSIAN_FILES = {("hmc", "q_d"): "hmc_q_d", ("hmc", "q_r"): "hmc_q_r", ("ensemble", "q_d"): "ensemble_q_d",
+# the compact representations, by the names the posterior_metrics rule gives its inputs
+GAUSSIAN_INPUTS = {("hmc", "q_d"): "hmc_q_d", ("hmc", "q_r"): "hmc_q_r", ("ensemble", "q_d"): "ensemble_q_d",
                   ("ensemble", "q_r"): "ensemble_q_r", ("vi", "q"): "vi_q"}

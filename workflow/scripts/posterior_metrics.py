@@ -1,7 +1,7 @@
 """Table 1 (against the HMC predictive on the test set) and the pruning curves of Figure 3."""
 
 import jax
-from common import GAUSSIAN_FILES, load_data, load_hmc_samples, start
+from common import GAUSSIAN_INPUTS, load_data, load_hmc_samples, start
 
 from compactbnn import compact, experiments, io
 
@@ -10,7 +10,7 @@ log = start(sm)
 cfg = sm.params.compact
 arrays = load_data(sm.params.data)
 x, y = arrays["x_test"], arrays["y_test"]
-gaussians = {name: compact.load_compact(f"{sm.params.results}/compact/{stem}.npz").q for name, stem in GAUSSIAN_FILES.items()}
+gaussians = {name: compact.load_compact(sm.input[stem]).q for name, stem in GAUSSIAN_INPUTS.items()}
 samples, _ = load_hmc_samples(sm.input.hmc)
 members, _ = io.load_networks(sm.input.ensemble)
 table = experiments.posterior_table(jax.random.key(cfg["seed"]), samples, members, gaussians, x, y,

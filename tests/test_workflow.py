@@ -1,0 +1,149 @@
+"""The Snakemake workflow: dry runs of every preset, the smoke preset end to end, config validation."""
+
+import json
+import re
+import zipfile
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow, snakemake
+
+SMOKE = REPO / "presets" / "smoke.yaml"
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = output.split("Job stats:")[1].split("Reasons:")[0] if "Reasons:" in output else output.split("Job stats:")[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.fixture(scope="module")
+def fresh_copy(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("fresh"))
+
+
+def _expected_counts(preset: str | None) -> dict[str, int]:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    if preset:
+        override = yaml.safe_load((REPO / "presets" / f"{preset}.yaml").read_text())
+        for key, value in override.items():
+            if isinstance(value, dict):
+                for inner, inner_value in value.items():
+                    if isinstance(inner_value, dict) and isinstance(config[key].get(inner), dict):
+                        config[key][inner].update(inner_value)
+                    else:
+                        config[key][inner] = inner_value
+            else:
+                config[key] = value
+    runs = config["not_experiment"]["runs"]
+    chains = config["posterior"]["hmc"]["chains"]
+    counts = {"train_not_run": runs, "analyse_not_run": runs, "collect_not_experiment": 1, "train_interpolation": 1,
+              "analyse_interpolation": 1, "hmc_chain": chains, "train_ensemble": 1, "fit_vi": 1, "compact": 1,
+              "posterior_metrics": 1, "figure1": 1, "figure2": 1, "figure3": 1, "table1": 1, "claims": 1, "all": 1}
+    if config["data"]["dataset"] == "mnist":
+        counts["fetch_mnist"] = 1  # the fresh copy has no resources/mnist.npz
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+@pytest.mark.parametrize("preset", [None, "quick", "smoke"])
+def test_dry_run_job_counts_match_config(fresh_copy, preset):
+    args = ["-n", "--cores", "2"] + (["--configfile", f"presets/{preset}.yaml"] if preset else [])
+    result = snakemake(fresh_copy, *args)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert _job_counts(result.stdout) == _expected_counts(preset)
+    assert not (fresh_copy / "results").exists()
+
+
+@pytest.mark.slow
+def test_smoke_end_to_end_with_claims(smoke_run):
+    out = smoke_run / "results" / "smoke"
+    for figure in ("figure1", "figure2", "figure3"):
+        for ext in ("pdf", "png"):
+            assert (out / "figures" / f"{figure}.{ext}").stat().st_size > 10_000
+        assert (out / "notebooks" / f"{figure}.ipynb").exists()
+    table = pd.read_csv(out / "tables" / "table1.csv")
+    assert list(table.columns) == ["method", "representation", "agreement", "tv", "accuracy_samples", "accuracy_mean"]
+    assert list(zip(table.method, table.representation)) == [
+        ("hmc", "sample"), ("hmc", "q_d"), ("hmc", "q_r"), ("ensemble", "sample"), ("ensemble", "q_d"),
+        ("ensemble", "q_r"), ("vi", "q")]
+    assert "(0.8249)" in (out / "tables" / "table1.md").read_text()  # the paper's value beside ours
+    assert "\\begin{tabular}" in (out / "tables" / "table1.tex").read_text()
+    columns = {
+        "not_experiment": ["run", "not_init", "curve", "not_measured", "distance", "barrier"],
+        "interpolation": ["epoch", "lambda", "rebasin", "split", "loss", "accuracy", "not_to_w0"],
+        "sigma": ["method", "representation", "bin_left", "bin_right", "count"],
+        "pruning": ["curve", "retained_percent", "accuracy"],
+    }
+    for name, expected in columns.items():
+        frame = pd.read_csv(out / "data" / f"{name}.csv")
+        assert set(expected) <= set(frame.columns), name
+        assert len(frame) > 0
+    assert set(pd.read_csv(out / "data" / "not_experiment.csv").curve) == {"init", "trained", "control"}
+    assert set(pd.read_csv(out / "data" / "pruning.csv").curve) == {
+        "hmc_mu_r", "hmc_mu_d", "ensemble_mu_r", "ensemble_mu_d", "merged", "vi"}
+    claims = json.loads((out / "claims.json").read_text())
+    failed = [c["id"] for c in claims["claims"] if c["passed"] is False]
+    assert failed == [], f"claims that fail on the smoke preset: {failed}"
+    assert claims["passed"] >= 20
+    assert "claims hold in this run" in (out / "claims.md").read_text()
+
+
+@pytest.mark.slow
+def test_nothing_left_to_do_and_notebook_edit_reruns_only_it(smoke_run):
+    result = snakemake(smoke_run, "-n", "--cores", "2", "--configfile", "presets/smoke.yaml")
+    assert "Nothing to be done" in result.stdout, result.stdout[-3000:]
+    notebook = smoke_run / "notebooks" / "figure3.ipynb"
+    original = notebook.read_text()
+    try:
+        book = json.loads(original)
+        book["cells"][0]["source"] += "\n\nEdited."
+        notebook.write_text(json.dumps(book))
+        result = snakemake(smoke_run, "-n", "--cores", "2", "--configfile", "presets/smoke.yaml")
+        assert _job_counts(result.stdout) == {"figure3": 1, "all": 1, "total": 2}, result.stdout[-3000:]
+    finally:
+        notebook.write_text(original)
+
+
+@pytest.mark.slow
+def test_report_holds_every_figure_and_table(smoke_run):
+    result = snakemake(smoke_run, "--cores", "1", "--configfile", "presets/smoke.yaml", "--report", "report.zip")
+    assert result.returncode == 0, result.stdout[-3000:]
+    names = zipfile.ZipFile(smoke_run / "report.zip").namelist()
+    for wanted in ("figure1.pdf", "figure2.pdf", "figure3.pdf", "table1.csv", "claims.md"):
+        assert any(name.endswith(wanted) for name in names), wanted
+
+
+def test_lint_reports_nothing():
+    result = snakemake(REPO, "--lint", "--configfile", str(SMOKE))
+    assert result.returncode == 0 and "Congratulations" in result.stdout, result.stdout[-3000:]
+
+
+def test_snakefmt_check_passes():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("override, named", [
+    ({"not_experiment": {"runz": 3}}, "runz"),
+    ({"colour": "blue"}, "colour"),
+    ({"not_experiment": {"runs": "five"}}, "runs"),
+    ({"posterior": {"hmc": {"step_size": -0.1}}}, "step_size"),
+    ({"data": {"dataset": "cifar10"}}, "dataset"),
+    ({"posterior": {"hmc": {"keep_last": 60}}}, "posterior.hmc.keep_last"),
+    ({"not_experiment": {"levels": 40}}, "not_experiment.levels"),
+    ({"claims": {"skip": ["no_such_claim"]}}, "claims.skip"),
+])
+def test_invalid_config_is_rejected_naming_the_key(fresh_copy, override, named):
+    bad = fresh_copy / "bad.yaml"
+    bad.write_text(yaml.safe_dump(override))
+    result = snakemake(fresh_copy, "-n", "--cores", "1", "--configfile", "presets/smoke.yaml", "bad.yaml")
+    assert result.returncode != 0
+    assert named in result.stdout, result.stdout[-2000:]
+    assert "Job stats" not in result.stdout and not (fresh_copy / "results").exists()
