@@ -66,6 +66,13 @@ def test_bad_tables_are_rejected():
         metrics.expected_calibration_error(P, np.array([0, 1, 2, 2]), num_bins=0)
 
 
+def _numpy_probabilities(params, x):
+    h = x.astype(np.float64)
+    for layer in params[:-1]:
+        h = np.maximum(h @ np.asarray(layer["weight"], np.float64).T + np.asarray(layer["bias"], np.float64), 0)
+    return _softmax(h @ np.asarray(params[-1]["weight"], np.float64).T + np.asarray(params[-1]["bias"], np.float64))
+
+
 def _softmax(z):
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -76,15 +83,14 @@ def test_predictive_is_the_mean_softmax_whatever_the_batching():
     stack = mlp.init_many(jax.random.key(0), [5, 6, 3], 7)
     stack = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf) * 4.0, stack)  # numpy, and sharper softmaxes
     x = np.asarray(jax.random.normal(jax.random.key(1), (23, 5)))
-    by_hand = np.mean([_softmax(np.asarray(mlp.apply(jax.tree_util.tree_map(lambda l: l[s], stack), x), np.float64))
-                       for s in range(7)], axis=0)
+    by_hand = np.mean([_numpy_probabilities(jax.tree_util.tree_map(lambda l: l[s], stack), x) for s in range(7)], axis=0)
     whole = metrics.predictive(stack, x, batch_size=1000, sample_batch_size=1000)
     batched = metrics.predictive(stack, x, batch_size=4, sample_batch_size=3)
     assert whole.shape == (23, 3)
     np.testing.assert_allclose(whole, by_hand, atol=1e-6)
     np.testing.assert_allclose(batched, whole, atol=1e-6)
     one = metrics.network_probabilities(jax.tree_util.tree_map(lambda leaf: leaf[2], stack), x)
-    np.testing.assert_allclose(one, _softmax(np.asarray(mlp.apply(jax.tree_util.tree_map(lambda l: l[2], stack), x), np.float64)), atol=1e-6)
+    np.testing.assert_allclose(one, _numpy_probabilities(jax.tree_util.tree_map(lambda l: l[2], stack), x), atol=1e-6)
 
 
 def test_gaussian_draws_and_their_predictive():
@@ -102,7 +108,7 @@ def test_gaussian_draws_and_their_predictive():
     # The chunked predictive of 10 draws (chunks of 4) is the predictive of the first 10 draws.
     x = np.asarray(jax.random.normal(jax.random.key(1), (11, 4)))
     chunked = metrics.gaussian_predictive(jax.random.key(2), q, x, num_samples=10, batch_size=5, sample_batch_size=4)
-    direct = metrics.predictive(jax.tree_util.tree_map(lambda leaf: leaf[:10], draws), x)
+    direct = metrics.predictive(jax.tree_util.tree_map(lambda leaf: leaf[:10], draws), x, batch_size=5, sample_batch_size=4)
     np.testing.assert_allclose(chunked, direct, atol=1e-6)
 
 

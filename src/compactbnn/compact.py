@@ -105,9 +105,8 @@ def moments(samples: mlp.Params, *, ddof: int = 1, perms: Sequence | None = None
     for start in range(0, num, chunk_size):
         stop = min(start + chunk_size, num)
         chunk = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[start:stop], jnp.float32), samples)
-        if perms is not None:
-            chunk = permutation.permute_many(chunk, [p[start:stop] for p in perms])
-        flat = np.asarray(mlp.ravel(chunk), np.float64)
+        chunk_perms = None if perms is None else [jnp.asarray(p[start:stop]) for p in perms]
+        flat = np.asarray(_flatten(chunk, chunk_perms), np.float64)
         chunk_mean = flat.mean(axis=0)
         chunk_m2 = np.sum((flat - chunk_mean) ** 2, axis=0)
         n = stop - start
@@ -121,6 +120,14 @@ def moments(samples: mlp.Params, *, ddof: int = 1, perms: Sequence | None = None
             count = total
     sd = np.sqrt(m2 / (count - ddof))
     return Gaussian(mlp.unravel(jnp.asarray(mean, jnp.float32), sizes), mlp.unravel(jnp.asarray(sd, jnp.float32), sizes))
+
+
+@jax.jit
+def _flatten(chunk: mlp.Params, perms: list | None) -> jax.Array:
+    """Ravel a chunk of networks (M, num_params), each first permuted by its row of ``perms`` if given."""
+    if perms is not None:
+        chunk = permutation.permute_many(chunk, perms)
+    return mlp.ravel(chunk)
 
 
 def q_direct(samples: mlp.Params, *, ddof: int = 1, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Gaussian:

@@ -69,8 +69,9 @@ def sample_gaussian(key: jax.Array, q, num_samples: int) -> mlp.Params:
     """``num_samples`` draws from a mean-field Gaussian q, stacked along a leading axis.
 
     ``q`` has ``mean`` and ``sd`` params-shaped pytrees (``compact.Gaussian``, ``vi.VIResult``)
-    or is a ``(mean, sd)`` pair. Draw i uses ``fold_in(key, i)``, so the first k draws do not
-    depend on ``num_samples`` and ``gaussian_predictive`` can draw them chunk by chunk.
+    or is a ``(mean, sd)`` pair. Draw i is ``mean + sd * eps`` with eps ~ N(0, I) drawn as one
+    vector in ``mlp.ravel`` order from ``fold_in(key, i)``, so the first k draws do not depend on
+    ``num_samples`` and ``gaussian_predictive`` can draw them chunk by chunk.
     """
     if not _is_count(num_samples):
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
@@ -105,18 +106,21 @@ def gaussian_predictive(
     return _accumulate_predictive(chunk, num_samples, jnp.asarray(x, jnp.float32), batch_size, sample_batch_size)
 
 
-@jax.jit
 def _draw(key, mean, sd, indices):
-    mean = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, jnp.float32), mean)
-    sd = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, jnp.float32), sd)
+    """Draws ``mean + sd * eps_i`` for each i in ``indices``, eps_i ~ N(0, I) from ``fold_in(key, i)`` in ravel order."""
+    sizes = mlp.layer_sizes_of(mean)
+    flat_mean = jnp.asarray(mlp.ravel(mean), jnp.float32)
+    flat_sd = jnp.asarray(mlp.ravel(sd), jnp.float32)
+    if flat_mean.shape != flat_sd.shape:
+        raise ValueError(f"q's mean and sd differ in size: {flat_mean.shape} vs {flat_sd.shape}")
+    return mlp.unravel(_draw_flat(key, flat_mean, flat_sd, indices), sizes)
 
-    def one(i):
-        leaves, treedef = jax.tree_util.tree_flatten(mean)
-        keys = jax.random.split(jax.random.fold_in(key, i), len(leaves))
-        eps = jax.tree_util.tree_unflatten(treedef, [jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves)])
-        return jax.tree_util.tree_map(lambda m, s, e: m + s * e, mean, sd, eps)
 
-    return jax.vmap(one)(indices)
+@jax.jit
+def _draw_flat(key, flat_mean, flat_sd, indices):
+    # One normal vector per draw (not one per leaf): a single RNG call keeps compilation cheap.
+    eps = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), flat_mean.shape, flat_mean.dtype))(indices)
+    return flat_mean + flat_sd * eps
 
 
 @jax.jit
