@@ -15,7 +15,8 @@
 # What the cluster looks like:
 #   - one node, NodeName=localhost (NodeAddr 127.0.0.1), CPUs = nproc, RealMemory = 90% of RAM;
 #     cores and memory are consumable (select/cons_tres, CR_Core_Memory), so --mem and
-#     --cpus-per-task are scheduled as on a real cluster (but not enforced: no cgroups here);
+#     --cpus-per-task are scheduled as on a real cluster, but not enforced (no cgroups, no
+#     CPU binding: every job sees all CPUs, as the jobs of a local run do);
 #   - one partition "main" (the default), ClusterName=compactbnn;
 #   - accounting through slurmdbd + MariaDB (socket only, no TCP), because the Snakemake
 #     SLURM executor plugin asks `sacct` for the state of its jobs; an account "compactbnn"
@@ -132,7 +133,10 @@ SlurmdUser=root
 AuthType=auth/munge
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/affinity
+# No CPU binding: a job sees all of the node's CPUs, as a local run's jobs do. XLA sizes its
+# CPU thread pool by the CPUs it may use, and float32 sums (HMC's energies) then differ in the
+# last bits between a 1-CPU job and a local one; unbound, cluster and local runs agree exactly.
+TaskPlugin=task/none
 ReturnToService=2
 SlurmctldPidFile=$SLURM_RUN/slurmctld.pid
 SlurmdPidFile=$SLURM_RUN/slurmd.pid

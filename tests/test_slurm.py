@@ -89,6 +89,14 @@ def _copy_repository(dest: Path) -> Path:
     return dest
 
 
+def _activated_environment() -> dict[str, str]:
+    """The environment of a shell with the project's venv activated, as the README runs Snakemake."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(Path(sys.executable).parent.parent)
+    return env
+
+
 def _snakemake(*args: str) -> list[str]:
     return [sys.executable, "-m", "snakemake", "--configfile", PRESET, *args]
 
@@ -100,14 +108,15 @@ def _check_finished(result: subprocess.CompletedProcess, what: str) -> None:
 def _jobs(log: str) -> dict[int, dict]:
     """Snakemake's job blocks ('rule NAME:' ... 'jobid: K' ... 'resources: a=1, b=2'), by jobid.
 
-    Local rules ('localrule NAME:') are left out: they never go to the cluster.
+    'localrule NAME:' marks a job run by the Snakemake process itself: in a cluster run, the
+    rules that never go to the cluster (such as `all`); in a local run, every job.
     """
     jobs: dict[int, dict] = {}
     current = None
     for line in log.splitlines():
-        header = re.match(r"^rule (\w+):$", line)
+        header = re.match(r"^(local)?rule (\w+):$", line)
         if header:
-            current = {"rule": header.group(1), "resources": {}}
+            current = {"rule": header.group(2), "local": bool(header.group(1)), "resources": {}}
             continue
         if re.match(r"^\S", line):
             if current is not None and "jobid" in current:
@@ -178,11 +187,12 @@ def runs(slurm_cluster, tmp_path_factory):
         "--slurm-init-seconds-before-status-checks", "2",
         "--latency-wait", "10",
     )
+    env = _activated_environment()
     cluster_process = subprocess.Popen(
-        cluster_command, cwd=on_slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cluster_command, cwd=on_slurm, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        local_result = _run(_snakemake("--cores", "2"), cwd=local, timeout=LOCAL_TIMEOUT_S)
+        local_result = _run(_snakemake("--cores", "2"), cwd=local, env=env, timeout=LOCAL_TIMEOUT_S)
         cluster_log, _ = cluster_process.communicate(timeout=SLURM_TIMEOUT_S)
     finally:
         if cluster_process.poll() is None:
@@ -230,10 +240,11 @@ def test_every_job_went_through_slurm_with_its_resources(runs):
         gpu_jobs += gpus > 0
     assert gpu_jobs > 0, "no job of the smoke preset asked SLURM for a GPU"
 
-    # the cluster ran the same jobs as the local run, no more, no fewer
+    # every job but the local ones (`all`) went to SLURM
+    assert set(last_attempt) == {job for job, info in jobs.items() if not info["local"]}
+    # and the cluster run had the same jobs as the local run, no more, no fewer
     local_rules = Counter(job["rule"] for job in _jobs(runs["local_log"]).values())
-    cluster_rules = Counter(jobs[job]["rule"] for job in last_attempt)
-    assert cluster_rules == local_rules
+    assert Counter(job["rule"] for job in jobs.values()) == local_rules
 
 
 def test_results_equal_the_local_run(runs):
