@@ -1,6 +1,19 @@
 """compactbnn: a compact representation for Bayesian neural networks by removing permutation symmetry.
 
-Modules: ``data`` (MNIST, digits), ``mlp`` (MLPs as pytrees), ``train`` (many models at once).
+A reproduction of Xiao, Liu & Bamler (2023) as a library of pure functions over JAX pytrees:
+
+- ``data``: MNIST through the package registry, scikit-learn's 8x8 digits.
+- ``mlp``: MLPs of any depth as pytrees (PyTorch layout and initialisation).
+- ``train``: many MLPs trained at once (vmap over models, one epoch per ``lax.scan``).
+- ``permutation``: the number of transpositions, controlled permutations, permuting networks.
+- ``rebasin``: weight and activation matching, aligning many networks to a reference or their mean.
+- ``interpolation``: linear paths between networks, loss barriers, distances.
+- ``hmc`` and ``diagnostics``: NumPyro HMC in resumable chunks; split R-hat and ESS.
+- ``ensemble`` and ``vi``: deep ensembles and mean-field variational inference.
+- ``compact``: q_direct and q_rebasin, the compact Gaussian representation.
+- ``metrics`` and ``pruning``: predictive agreement, total variation, calibration; pruning by sigma.
+- ``experiments``, ``figures``, ``claims``, ``paper``: the paper's experiments, figures, claim checks
+  and printed numbers, used by the Snakemake workflow.
 """
 
 __version__ = "0.1.0"
