@@ -21,14 +21,18 @@
 #   - accounting through slurmdbd + MariaDB (socket only, no TCP), because the Snakemake
 #     SLURM executor plugin asks `sacct` for the state of its jobs; an account "compactbnn"
 #     with root as a user, so that sacct/sacctmgr answer as on a real cluster;
-#   - COMPACTBNN_SLURM_GPUS (default: nproc) *fake* GPUs as generic resources (GRES gpu,
-#     gres.conf with a Count and no device file). SLURM schedules and accounts `--gpus=1`
-#     requests against them exactly as it would real ones, so the profile's GPU requests are
-#     exercised unchanged; nothing is bound to a device, and the jobs compute on the CPU.
+#   - COMPACTBNN_SLURM_MEMORY_MB overrides RealMemory, for machines with less memory than the
+#     workflow's rules request (an HMC chain asks for 16 GB);
+#   - COMPACTBNN_SLURM_GPUS (default: nproc) *fake* GPUs as generic resources (GRES gpu; in
+#     gres.conf each is a link to /dev/null, since SLURM drops GPUs without a device file).
+#     SLURM schedules and accounts `--gpus=1` requests against them exactly as it would real
+#     ones (and sets CUDA_VISIBLE_DEVICES), so the profile's GPU requests are exercised
+#     unchanged, while the jobs compute on the CPU.
 #
 # Files: /etc/slurm/{slurm.conf,gres.conf,slurmdbd.conf} (each starts with a marker line;
 # a slurm.conf without it is never overwritten), logs in /var/log/slurm/, state in
-# /var/spool/slurm{ctld,d}/, pid files in /run/slurm/ and /run/compactbnn-slurm/.
+# /var/spool/slurm{ctld,d}/ and /var/lib/compactbnn-slurm/, MariaDB's data in /var/lib/mysql,
+# pid files in /run/slurm/ and /run/compactbnn-slurm/.
 set -euo pipefail
 
 readonly MARKER="# Written by compactbnn scripts/slurm_cluster.sh: a single-node test cluster."
@@ -118,8 +122,21 @@ node_topology() {
     /usr/sbin/slurmd -C | head -1 | tr ' ' '\n' \
         | grep -E '^(CPUs|Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=' | tr '\n' ' '
 }
-# 90% of physical memory in MiB: slurmd drains a node that reports less than RealMemory.
-node_memory_mb() { awk '/^MemTotal:/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo; }
+# 90% of physical memory in MiB (slurmd drains a node that reports less than RealMemory), or
+# COMPACTBNN_SLURM_MEMORY_MB. Memory is not enforced here, so a larger value only lets jobs
+# that ask for more than the machine has (e.g. 16 GB HMC chains on an 8 GB machine) be scheduled.
+node_memory_mb() {
+    if [[ -n ${COMPACTBNN_SLURM_MEMORY_MB:-} ]]; then echo "$COMPACTBNN_SLURM_MEMORY_MB"; return; fi
+    awk '/^MemTotal:/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo
+}
+# With COMPACTBNN_SLURM_MEMORY_MB, slurmd must trust the configured memory over what it sees.
+memory_override() {
+    if [[ -n ${COMPACTBNN_SLURM_MEMORY_MB:-} ]]; then
+        echo "SlurmdParameters=config_overrides"
+    else
+        echo "# RealMemory is what this machine has; slurmd checks it."
+    fi
+}
 fake_gpus() { echo "${COMPACTBNN_SLURM_GPUS:-$(nproc)}"; }
 
 slurm_conf() {
@@ -164,6 +181,7 @@ JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
 # Fake GPUs (see gres.conf): scheduled and accounted, bound to no device.
 GresTypes=gpu
+$(memory_override)
 NodeName=localhost NodeAddr=127.0.0.1 $(node_topology)RealMemory=$(node_memory_mb) Gres=gpu:$(fake_gpus) State=UNKNOWN
 PartitionName=main Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
