@@ -10,6 +10,7 @@ turn, the weight row by row (row-major, ``out x in``), then the bias.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
@@ -24,7 +25,12 @@ def init(key: jax.Array, layer_sizes: Sequence[int], dtype=jnp.float32) -> Param
 
     ``layer_sizes`` lists input, hidden and output widths, e.g. ``[784, 512, 10]``.
     """
-    layer_sizes = check_layer_sizes(layer_sizes)
+    return _init(key, tuple(check_layer_sizes(layer_sizes)), jnp.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _init(key: jax.Array, layer_sizes: tuple[int, ...], dtype) -> Params:
+    # jitted: run op by op, drawing a 784-512-10 network costs seconds of dispatch the first time
     params = []
     for layer_key, fan_in, fan_out in zip(jax.random.split(key, len(layer_sizes) - 1), layer_sizes[:-1], layer_sizes[1:]):
         weight_key, bias_key = jax.random.split(layer_key)
@@ -38,7 +44,8 @@ def init(key: jax.Array, layer_sizes: Sequence[int], dtype=jnp.float32) -> Param
 
 def init_many(key: jax.Array, layer_sizes: Sequence[int], num_models: int, dtype=jnp.float32) -> Params:
     """``num_models`` independent initialisations stacked along a leading model axis."""
-    return jax.vmap(lambda k: init(k, layer_sizes, dtype))(jax.random.split(key, num_models))
+    sizes = tuple(check_layer_sizes(layer_sizes))
+    return jax.vmap(lambda k: _init(k, sizes, jnp.dtype(dtype)))(jax.random.split(key, num_models))
 
 
 def check_layer_sizes(layer_sizes: Sequence[int]) -> list[int]:
