@@ -196,8 +196,13 @@ def runs(slurm_cluster, tmp_path_factory):
         cluster_log, _ = cluster_process.communicate(timeout=SLURM_TIMEOUT_S)
     finally:
         if cluster_process.poll() is None:
-            cluster_process.kill()
-            cluster_process.communicate()
+            # SIGTERM lets Snakemake cancel its SLURM jobs (scancel) before it exits
+            cluster_process.terminate()
+            try:
+                cluster_process.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                cluster_process.kill()
+                cluster_process.communicate()
     cluster_result = subprocess.CompletedProcess(cluster_command, cluster_process.returncode, cluster_log, "")
     _check_finished(local_result, "the local smoke run")
     _check_finished(cluster_result, "the smoke run through profiles/slurm")
