@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -46,19 +47,25 @@ def copy_workflow(destination: Path) -> Path:
     return destination
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900):
+def snakemake(workdir: Path, *args: str, timeout: int = 900, **kwargs):
     """Run Snakemake of this environment in ``workdir``; returns the CompletedProcess (stdout and stderr merged)."""
     import subprocess
     import sys
 
     return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout, **kwargs)
+
+
+@dataclass
+class WorkflowRun:
+    workdir: Path  # a copy of the repository holding the run's results/
+    log: str  # what Snakemake printed
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    """The smoke preset run end to end, once per test session, in a fresh copy of the repository."""
+def smoke_run(tmp_path_factory) -> WorkflowRun:
+    """The smoke preset run end to end locally, once per test session, in a fresh copy of the repository."""
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
     result = snakemake(workdir, "--cores", "2", "--configfile", "presets/smoke.yaml")
     assert result.returncode == 0, result.stdout[-6000:]
-    return workdir
+    return WorkflowRun(workdir, result.stdout)

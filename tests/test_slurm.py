@@ -1,8 +1,8 @@
 """The smoke preset through `snakemake --profile profiles/slurm` on a real (single-node) SLURM.
 
 The cluster comes from `bash scripts/slurm_cluster.sh install && bash scripts/slurm_cluster.sh up`
-(CI runs both before pytest). The test runs the smoke preset twice, in two copies of the
-repository: once locally (`--cores 2`) and once through the SLURM executor plugin. It then
+(CI runs both before pytest). The test runs the smoke preset through the SLURM executor plugin
+in a copy of the repository, beside the session's local smoke run (conftest.smoke_run). It then
 checks that every job of the cluster run was a SLURM job that accounting (`sacct`) saw
 complete, with the GPUs, memory and CPUs that its rule asked for, and that the cluster run
 computed the same tables, data and claims as the local one.
@@ -24,15 +24,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import copy_workflow, snakemake
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "scripts" / "slurm_cluster.sh"
 PRESET = "presets/smoke.yaml"
 RESULTS = "results/smoke"
-# The smoke preset takes ~3 minutes locally; over SLURM each job also pays for its own
-# Snakemake start and for status polling.
-LOCAL_TIMEOUT_S = 900
+# Over SLURM each job of the smoke preset also pays for its own Snakemake start and for status polling.
 SLURM_TIMEOUT_S = 1800
 
 
@@ -75,30 +75,12 @@ def slurm_cluster():
         _run(["bash", str(CLUSTER), "down"], timeout=300)
 
 
-def _copy_repository(dest: Path) -> Path:
-    """The repository's files as git sees them (tracked, and untracked but not ignored)."""
-    listing = _run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO, check=True
-    ).stdout
-    for name in filter(None, listing.split("\0")):
-        source = REPO / name
-        if source.is_file():  # deleted-but-tracked files are listed too
-            target = dest / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return dest
-
-
 def _activated_environment() -> dict[str, str]:
     """The environment of a shell with the project's venv activated, as the README runs Snakemake."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(Path(sys.executable).parent.parent)
     return env
-
-
-def _snakemake(*args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--configfile", PRESET, *args]
 
 
 def _check_finished(result: subprocess.CompletedProcess, what: str) -> None:
@@ -175,43 +157,18 @@ def _tables(results: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def runs(slurm_cluster, tmp_path_factory):
-    """The smoke preset run through SLURM and run locally, side by side, in two copies."""
-    on_slurm = _copy_repository(tmp_path_factory.mktemp("slurm_run"))
-    local = _copy_repository(tmp_path_factory.mktemp("local_run"))
-    # Submitted first: while the cluster run waits on the queue and on status polls, the local
-    # run uses the CPUs. Both compute the same numbers whatever else runs beside them.
-    cluster_command = _snakemake(
-        "--profile", "profiles/slurm",
+def runs(slurm_cluster, smoke_run, tmp_path_factory):
+    """The smoke preset run through SLURM, beside the session's local run of it."""
+    on_slurm = copy_workflow(tmp_path_factory.mktemp("slurm_run"))
+    cluster_result = snakemake(
+        on_slurm, "--configfile", PRESET, "--profile", "profiles/slurm",
         # poll sacct every few seconds, not the 40 s that suits a busy cluster
         "--slurm-init-seconds-before-status-checks", "2",
         "--latency-wait", "10",
+        timeout=SLURM_TIMEOUT_S, env=_activated_environment(),
     )
-    env = _activated_environment()
-    cluster_process = subprocess.Popen(
-        cluster_command, cwd=on_slurm, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        local_result = _run(_snakemake("--cores", "2"), cwd=local, env=env, timeout=LOCAL_TIMEOUT_S)
-        cluster_log, _ = cluster_process.communicate(timeout=SLURM_TIMEOUT_S)
-    finally:
-        if cluster_process.poll() is None:
-            # SIGTERM lets Snakemake cancel its SLURM jobs (scancel) before it exits
-            cluster_process.terminate()
-            try:
-                cluster_process.communicate(timeout=120)
-            except subprocess.TimeoutExpired:
-                cluster_process.kill()
-                cluster_process.communicate()
-    cluster_result = subprocess.CompletedProcess(cluster_command, cluster_process.returncode, cluster_log, "")
-    _check_finished(local_result, "the local smoke run")
     _check_finished(cluster_result, "the smoke run through profiles/slurm")
-    return {
-        "local": local,
-        "local_log": local_result.stdout + local_result.stderr,
-        "slurm": on_slurm,
-        "slurm_log": cluster_log,
-    }
+    return {"local": smoke_run.workdir, "local_log": smoke_run.log, "slurm": on_slurm, "slurm_log": cluster_result.stdout}
 
 
 def test_every_job_went_through_slurm_with_its_resources(runs):

@@ -59,7 +59,7 @@ def test_dry_run_job_counts_match_config(fresh_copy, preset):
 
 @pytest.mark.slow
 def test_smoke_end_to_end_with_claims(smoke_run):
-    out = smoke_run / "results" / "smoke"
+    out = smoke_run.workdir / "results" / "smoke"
     for figure in ("figure1", "figure2", "figure3"):
         for ext in ("pdf", "png"):
             assert (out / "figures" / f"{figure}.{ext}").stat().st_size > 10_000
@@ -93,15 +93,15 @@ def test_smoke_end_to_end_with_claims(smoke_run):
 
 @pytest.mark.slow
 def test_nothing_left_to_do_and_notebook_edit_reruns_only_it(smoke_run):
-    result = snakemake(smoke_run, "-n", "--cores", "2", "--configfile", "presets/smoke.yaml")
+    result = snakemake(smoke_run.workdir, "-n", "--cores", "2", "--configfile", "presets/smoke.yaml")
     assert "Nothing to be done" in result.stdout, result.stdout[-3000:]
-    notebook = smoke_run / "notebooks" / "figure3.ipynb"
+    notebook = smoke_run.workdir / "notebooks" / "figure3.ipynb"
     original = notebook.read_text()
     try:
         book = json.loads(original)
         book["cells"][0]["source"] += "\n\nEdited."
         notebook.write_text(json.dumps(book))
-        result = snakemake(smoke_run, "-n", "--cores", "2", "--configfile", "presets/smoke.yaml")
+        result = snakemake(smoke_run.workdir, "-n", "--cores", "2", "--configfile", "presets/smoke.yaml")
         assert _job_counts(result.stdout) == {"figure3": 1, "all": 1, "total": 2}, result.stdout[-3000:]
     finally:
         notebook.write_text(original)
@@ -109,9 +109,9 @@ def test_nothing_left_to_do_and_notebook_edit_reruns_only_it(smoke_run):
 
 @pytest.mark.slow
 def test_report_holds_every_figure_and_table(smoke_run):
-    result = snakemake(smoke_run, "--cores", "1", "--configfile", "presets/smoke.yaml", "--report", "report.zip")
+    result = snakemake(smoke_run.workdir, "--cores", "1", "--configfile", "presets/smoke.yaml", "--report", "report.zip")
     assert result.returncode == 0, result.stdout[-3000:]
-    names = zipfile.ZipFile(smoke_run / "report.zip").namelist()
+    names = zipfile.ZipFile(smoke_run.workdir / "report.zip").namelist()
     for wanted in ("figure1.pdf", "figure2.pdf", "figure3.pdf", "table1.csv", "claims.md"):
         assert any(name.endswith(wanted) for name in names), wanted
 

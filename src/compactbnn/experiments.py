@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from compactbnn import interpolation, mlp, permutation, rebasin
+from compactbnn import compact, interpolation, metrics, mlp, permutation, pruning, rebasin
 
 NOT_CURVES = ("init", "trained", "control")
 
@@ -166,7 +166,7 @@ def posterior_table(
     key: jax.Array,
     hmc_samples: mlp.Params,
     ensemble_members: mlp.Params,
-    gaussians: Mapping[tuple[str, str], "compact.Gaussian"],
+    gaussians: Mapping[tuple[str, str], compact.Gaussian],
     x: np.ndarray,
     y: np.ndarray,
     *,
@@ -179,8 +179,6 @@ def posterior_table(
     accuracy of the predictive of the method's own samples (or of q's draws);
     ``accuracy_mean`` that of the mean weights mu alone (NaN for sample rows, as the paper's N/A).
     """
-    from compactbnn import metrics
-
     reference = metrics.predictive(hmc_samples, x)
     sample_predictives = {"hmc": reference, "ensemble": metrics.predictive(ensemble_members, x)}
     rows = []
@@ -196,8 +194,6 @@ def posterior_table(
 
 
 def _posterior_row(method, representation, probabilities, reference, y, mean_accuracy) -> dict:
-    from compactbnn import metrics
-
     return {
         "method": method, "representation": representation,
         "agreement": metrics.agreement(probabilities, reference),
@@ -209,7 +205,7 @@ def _posterior_row(method, representation, probabilities, reference, y, mean_acc
     }
 
 
-def pruning_table(gaussians: Mapping[tuple[str, str], "compact.Gaussian"], x: np.ndarray, y: np.ndarray,
+def pruning_table(gaussians: Mapping[tuple[str, str], compact.Gaussian], x: np.ndarray, y: np.ndarray,
                   retained_percents: Sequence[float]) -> pd.DataFrame:
     """Figure 3 right: test accuracy of mean weights pruned by sigma, one curve per row group.
 
@@ -217,8 +213,6 @@ def pruning_table(gaussians: Mapping[tuple[str, str], "compact.Gaussian"], x: np
     and mu_d by their own sigmas, "merged" (the ensemble's mu_r by HMC's sigma_r; both are
     aligned to the same reference) and VI's mu by its sigma.
     """
-    from compactbnn import pruning
-
     pairs = {
         "hmc_mu_r": (gaussians["hmc", "q_r"].mean, gaussians["hmc", "q_r"].sd),
         "hmc_mu_d": (gaussians["hmc", "q_d"].mean, gaussians["hmc", "q_d"].sd),
@@ -235,7 +229,7 @@ def pruning_table(gaussians: Mapping[tuple[str, str], "compact.Gaussian"], x: np
     return pd.concat(frames, ignore_index=True)
 
 
-def sigma_histograms(gaussians: Mapping[tuple[str, str], "compact.Gaussian"], num_bins: int) -> pd.DataFrame:
+def sigma_histograms(gaussians: Mapping[tuple[str, str], compact.Gaussian], num_bins: int) -> pd.DataFrame:
     """Figure 3 left: histograms of every Gaussian's sigmas on shared bins from 0 to the largest sigma.
 
     Rows (method, representation, bin_left, bin_right, count), plus per Gaussian its summary

@@ -45,7 +45,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Literal, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +53,6 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.infer import HMC
-from numpyro.infer.hmc import HMCState
 from tqdm.auto import tqdm
 
 from compactbnn import mlp

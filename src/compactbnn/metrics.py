@@ -232,7 +232,7 @@ def expected_calibration_error(p, y, num_bins: int = 15) -> float:
     correct = (np.argmax(p, axis=1) == y).astype(np.float64)
     inner_edges = np.linspace(0.0, 1.0, num_bins + 1)[1:-1]
     bins = np.searchsorted(inner_edges, confidence, side="left")  # right-closed bins
-    counts = np.bincount(bins, minlength=num_bins)
+    # sum over bins of (n_b / N) |acc_b - conf_b| = sum over bins of |correct_b - confidence_b| / N
     confidence_sums = np.bincount(bins, weights=confidence, minlength=num_bins)
     correct_sums = np.bincount(bins, weights=correct, minlength=num_bins)
     return float(np.sum(np.abs(correct_sums - confidence_sums)) / len(y))

@@ -17,7 +17,7 @@ rule analyse_not_run:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=120,
     params:
         data=config["data"],
@@ -56,7 +56,7 @@ rule analyse_interpolation:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=120,
     params:
         data=config["data"],

@@ -53,7 +53,7 @@ rule train_ensemble:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=120,
     params:
         data=config["data"],
@@ -78,7 +78,7 @@ rule fit_vi:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=120,
     params:
         data=config["data"],

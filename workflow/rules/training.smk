@@ -17,7 +17,7 @@ rule train_not_run:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=240,
     params:
         data=config["data"],
@@ -42,7 +42,7 @@ rule train_interpolation:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=8000,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=120,
     params:
         data=config["data"],
