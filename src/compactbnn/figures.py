@@ -43,7 +43,8 @@ def _heatmap(ax, table: pd.DataFrame, value: str, norm, cmap: str):
 def figure1(interpolation: pd.DataFrame, split: str = "train") -> plt.Figure:
     """Loss over (epoch, lambda) along W_lambda = (1 - lambda) W0 + lambda W1, before and after rebasin."""
     table = interpolation[interpolation["split"] == split]
-    norm = matplotlib.colors.Normalize(vmin=table["loss"].min(), vmax=table["loss"].max())
+    # a log scale: the untrained epoch 0 (loss ~2.3) would otherwise wash out the ridge
+    norm = matplotlib.colors.LogNorm(vmin=table["loss"].min(), vmax=table["loss"].max())
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True, constrained_layout=True)
     for ax, when in zip(axes, ("before", "after")):
         mesh = _heatmap(ax, table[table["rebasin"] == when], "loss", norm, "viridis")
