@@ -27,6 +27,23 @@ def mnist(resources):
     return data.load("mnist", resources)
 
 
+def random_mlp(seed: int, sizes):
+    """A PyTorch-default random MLP (no model axis) from an integer seed."""
+    import jax
+
+    from compactbnn import mlp
+
+    return mlp.init(jax.random.key(seed), sizes)
+
+
+def stack_trees(trees):
+    """Stack equally shaped pytrees along a new leading (model) axis."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
 def copy_workflow(destination: Path) -> Path:
     """The repository's files (tracked, and untracked but not ignored) copied to ``destination``.
 

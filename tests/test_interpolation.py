@@ -1,7 +1,7 @@
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import random_mlp, stack_trees
 
 from compactbnn import interpolation, rebasin, train
 from compactbnn.permutation import permutation_with_transpositions, permute
@@ -9,24 +9,13 @@ from compactbnn.permutation import permutation_with_transpositions, permute
 LAMBDAS = np.linspace(0.0, 1.0, 11)
 
 
-def _init(seed, sizes):
-    """PyTorch-default random MLP drawn with numpy (mlp.init's eager JAX ops compile per shape, slowly)."""
-    rng = np.random.default_rng(seed)
-    bounds = [1 / np.sqrt(fan_in) for fan_in in sizes[:-1]]
-    return [{"weight": jnp.asarray(rng.uniform(-b, b, (fan_out, fan_in)), jnp.float32),
-             "bias": jnp.asarray(rng.uniform(-b, b, fan_out), jnp.float32)}
-            for b, fan_in, fan_out in zip(bounds, sizes[:-1], sizes[1:])]
-
-
-def _stack(trees):
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
 @pytest.fixture(scope="module")
 def pair(digits):
     """Two digits networks 64-96-10 trained from different initialisations."""
     config = train.TrainConfig(optimizer="adam", learning_rate=3e-3, batch_size=64, epochs=4)
-    inits = _stack([_init(0, [64, 96, 10]), _init(1, [64, 96, 10])])
+    inits = stack_trees([random_mlp(0, [64, 96, 10]), random_mlp(1, [64, 96, 10])])
     result = train.train_many(inits, digits["x_train"], digits["y_train"], jax.random.split(jax.random.key(2), 2),
                               config, progress=False)
     return [jax.tree_util.tree_map(lambda leaf: leaf[i], result.params) for i in range(2)]
@@ -40,7 +29,7 @@ def splits(digits):
 # --- interpolation -------------------------------------------------------------------------------
 
 def test_interpolation_is_exact_at_the_ends_and_linear_between():
-    a, b = _init(0, [5, 7, 3]), _init(1, [5, 7, 3])
+    a, b = random_mlp(0, [5, 7, 3]), random_mlp(1, [5, 7, 3])
     path = interpolation.interpolate(a, b, [0.0, 0.25, 0.5, 1.0])
     assert path[0]["weight"].shape == (4, 7, 5) and path[1]["bias"].shape == (4, 3)
     for layer in range(2):
@@ -69,7 +58,7 @@ def test_evaluate_path_equals_evaluating_each_lambda(pair, splits):
 
 def test_evaluate_paths_batches_pairs(pair, splits):
     a, b = pair
-    starts, ends = _stack([a, b, a]), _stack([b, a, a])
+    starts, ends = stack_trees([a, b, a]), stack_trees([b, a, a])
     many = interpolation.evaluate_paths(starts, ends, [0.0, 0.5, 1.0], {"train": splits["train"]}, chunk_size=2)
     assert many["train_loss"].shape == (3, 3)
     one = interpolation.evaluate_path(a, b, [0.0, 0.5, 1.0], {"train": splits["train"]})
@@ -101,7 +90,7 @@ def test_loss_barrier_rejects_bad_grids():
     with pytest.raises(ValueError, match="kind must be"):
         interpolation.loss_barrier([1.0, 2.0, 1.0], [0.0, 0.5, 1.0], kind="mean")
     with pytest.raises(ValueError, match="1-D grid"):
-        interpolation.interpolate(_init(0, [3, 4, 2]), _init(1, [3, 4, 2]), [[0.0, 1.0]])
+        interpolation.interpolate(random_mlp(0, [3, 4, 2]), random_mlp(1, [3, 4, 2]), [[0.0, 1.0]])
 
 
 def test_barrier_of_a_network_with_itself_is_zero(pair, splits):
@@ -134,12 +123,12 @@ def test_rebasin_lowers_the_barrier_between_independent_networks(pair, splits, d
 # --- distances and NoT ---------------------------------------------------------------------------
 
 def test_squared_distance():
-    a, b = _init(0, [5, 7, 3]), _init(1, [5, 7, 3])
+    a, b = random_mlp(0, [5, 7, 3]), random_mlp(1, [5, 7, 3])
     by_hand = sum(float(np.sum((np.asarray(x) - np.asarray(y)) ** 2))
                   for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
     assert float(interpolation.squared_distance(a, b)) == pytest.approx(by_hand, rel=1e-5)
     assert float(interpolation.squared_distance(a, a)) == 0.0
-    stacked = interpolation.squared_distance(_stack([a, b, a]), b)  # leading model axes broadcast
+    stacked = interpolation.squared_distance(stack_trees([a, b, a]), b)  # leading model axes broadcast
     np.testing.assert_allclose(stacked, [by_hand, 0.0, by_hand], rtol=1e-5)
     perm = [permutation_with_transpositions(jax.random.key(0), 7, 4)]
     aligned, _ = rebasin.rebasin(a, permute(a, perm))
@@ -149,7 +138,7 @@ def test_squared_distance():
 
 @pytest.mark.parametrize("k", [0, 1, 30, 63])
 def test_transpositions_between_recovers_the_planted_level(k):
-    params = _init(0, [20, 64, 48, 10])
+    params = random_mlp(0, [20, 64, 48, 10])
     perms = [permutation_with_transpositions(jax.random.key(1), 64, k),
              permutation_with_transpositions(jax.random.key(2), 48, min(k, 47))]
     copy = permute(params, perms)
@@ -159,19 +148,19 @@ def test_transpositions_between_recovers_the_planted_level(k):
 
 
 def test_transpositions_between_pairs_matches_single_calls():
-    refs = [_init(i, [10, 32, 5]) for i in range(3)]
+    refs = [random_mlp(i, [10, 32, 5]) for i in range(3)]
     copies = [permute(r, [permutation_with_transpositions(jax.random.key(i), 32, 5 * i + 1)]) for i, r in enumerate(refs)]
-    nots = interpolation.transpositions_between_pairs(_stack(refs), _stack(copies))
+    nots = interpolation.transpositions_between_pairs(stack_trees(refs), stack_trees(copies))
     assert nots.tolist() == [1, 6, 11]
     assert nots.tolist() == [interpolation.transpositions_between(r, c) for r, c in zip(refs, copies)]
 
 
 def test_mismatched_networks_are_rejected():
-    a = _init(0, [5, 7, 3])
+    a = random_mlp(0, [5, 7, 3])
     with pytest.raises(ValueError, match="params0 has 2 layers but params1 has 3"):
-        interpolation.interpolate(a, _init(1, [5, 7, 7, 3]), LAMBDAS)
+        interpolation.interpolate(a, random_mlp(1, [5, 7, 7, 3]), LAMBDAS)
     with pytest.raises(ValueError, match=r"layer sizes \[5, 7, 3\] but params1 has \[5, 8, 3\]"):
-        interpolation.squared_distance(a, _init(1, [5, 8, 3]))
+        interpolation.squared_distance(a, random_mlp(1, [5, 8, 3]))
     with pytest.raises(ValueError, match="pair"):
         interpolation.evaluate_path(a, a, LAMBDAS, {"train": (np.zeros((2, 5)),)})
     with pytest.raises(ValueError, match="splits"):

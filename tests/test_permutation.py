@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import random_mlp, stack_trees
 
 from compactbnn import mlp
 from compactbnn.permutation import (
@@ -26,17 +27,6 @@ def _random_perm(seed, n):
     return np.random.default_rng(seed).permutation(n).astype(np.int32)
 
 
-def _stack(trees):
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
-
-
-def _init(seed, sizes):
-    """PyTorch-default random MLP drawn with numpy (mlp.init's eager JAX ops compile per shape, slowly)."""
-    rng = np.random.default_rng(seed)
-    bounds = [1 / np.sqrt(fan_in) for fan_in in sizes[:-1]]
-    return [{"weight": jnp.asarray(rng.uniform(-b, b, (fan_out, fan_in)), jnp.float32),
-             "bias": jnp.asarray(rng.uniform(-b, b, fan_out), jnp.float32)}
-            for b, fan_in, fan_out in zip(bounds, sizes[:-1], sizes[1:])]
 
 
 def _tree_equal(a, b):
@@ -192,7 +182,7 @@ def test_mlp_spec_lists_rows_bias_and_next_columns():
 
 @pytest.mark.parametrize("sizes", [[20, 64, 10], [20, 48, 32, 10]])
 def test_permuted_network_gives_the_same_logits(sizes):
-    params = _init(0, sizes)
+    params = random_mlp(0, sizes)
     perms = [permutation_with_transpositions(jax.random.key(i + 1), n, n - 1) for i, n in enumerate(sizes[1:-1])]
     permuted = permute(params, perms)
     x = jax.random.uniform(jax.random.key(9), (256, sizes[0]))
@@ -204,7 +194,7 @@ def test_permuted_network_gives_the_same_logits(sizes):
 
 def test_permuting_twice_is_permuting_by_the_composition():
     sizes = [8, 16, 12, 4]
-    params = _init(0, sizes)
+    params = random_mlp(0, sizes)
     p = [_random_perm(1, 16), _random_perm(2, 12)]
     q = [_random_perm(3, 16), _random_perm(4, 12)]
     assert _tree_equal(permute(permute(params, p), q), permute(params, [compose(a, b) for a, b in zip(p, q)]))
@@ -213,7 +203,7 @@ def test_permuting_twice_is_permuting_by_the_composition():
 
 def test_permute_under_vmap_and_permute_many_match_one_by_one():
     sizes, m = [8, 16, 12, 4], 5
-    stacked = _stack([_init(i, sizes) for i in range(m)])
+    stacked = stack_trees([random_mlp(i, sizes) for i in range(m)])
     perms = [np.stack([_random_perm(10 * i + j, n) for i in range(m)]) for j, n in enumerate(sizes[1:-1])]
     by_vmap = jax.jit(jax.vmap(permute))(stacked, [jnp.asarray(p) for p in perms])
     together = permute_many(stacked, perms)
@@ -225,8 +215,8 @@ def test_permute_under_vmap_and_permute_many_match_one_by_one():
 
 def test_gaussian_mean_and_sd_move_together():
     sizes = [6, 10, 3]
-    mu = _init(0, sizes)
-    sigma = jax.tree_util.tree_map(lambda leaf: jnp.abs(leaf) + 0.1, _init(1, sizes))
+    mu = random_mlp(0, sizes)
+    sigma = jax.tree_util.tree_map(lambda leaf: jnp.abs(leaf) + 0.1, random_mlp(1, sizes))
     perm = [_random_perm(5, 10)]
     mu_p, sigma_p = permute_gaussian(mu, sigma, perm)
     assert _tree_equal(mu_p, permute(mu, perm)) and _tree_equal(sigma_p, permute(sigma, perm))
@@ -239,7 +229,7 @@ def test_gaussian_mean_and_sd_move_together():
 
 
 def test_permute_rejects_bad_input():
-    params = _init(0, [6, 10, 8, 3])
+    params = random_mlp(0, [6, 10, 8, 3])
     good = [np.arange(10), np.arange(8)]
     with pytest.raises(ValueError, match="2 hidden layers"):
         permute(params, good[:1])
@@ -253,4 +243,4 @@ def test_permute_rejects_bad_input():
     with pytest.raises(ValueError, match="takes 9 inputs"):
         permute(broken, good)
     with pytest.raises(ValueError, match="layer sizes"):
-        permute_gaussian(params, _init(0, [6, 10, 9, 3]), good)
+        permute_gaussian(params, random_mlp(0, [6, 10, 9, 3]), good)

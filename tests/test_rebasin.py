@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import random_mlp, stack_trees
 from scipy.optimize import linear_sum_assignment
 
 from compactbnn import mlp, rebasin, train
@@ -13,19 +14,6 @@ from compactbnn.permutation import (
     permute,
     permute_many,
 )
-
-
-def _stack(trees):
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
-
-
-def _init(seed, sizes):
-    """PyTorch-default random MLP drawn with numpy (mlp.init's eager JAX ops compile per shape, slowly)."""
-    rng = np.random.default_rng(seed)
-    bounds = [1 / np.sqrt(fan_in) for fan_in in sizes[:-1]]
-    return [{"weight": jnp.asarray(rng.uniform(-b, b, (fan_out, fan_in)), jnp.float32),
-             "bias": jnp.asarray(rng.uniform(-b, b, fan_out), jnp.float32)}
-            for b, fan_in, fan_out in zip(bounds, sizes[:-1], sizes[1:])]
 
 
 def _take(tree, i):
@@ -49,7 +37,7 @@ def _planted(params, levels, seed, noise=0.0):
     copies = [permute(params, [p[i] for p in perms]) for i in range(m)]
     if noise:
         copies = [_add_noise(c, seed + 100 + i, noise) for i, c in enumerate(copies)]
-    return _stack(copies), perms
+    return stack_trees(copies), perms
 
 
 def _residual(planted, found):
@@ -63,7 +51,7 @@ def trained(digits):
     config = train.TrainConfig(optimizer="adam", learning_rate=3e-3, batch_size=64, epochs=4)
     out = {}
     for sizes in ([64, 128, 10], [64, 64, 48, 10]):
-        result = train.train(_init(0, sizes), digits["x_train"], digits["y_train"],
+        result = train.train(random_mlp(0, sizes), digits["x_train"], digits["y_train"],
                              jax.random.key(1), config, progress=False)
         out[len(sizes) - 2] = result.params
     return out
@@ -75,7 +63,7 @@ def trained(digits):
 def test_weight_matching_recovers_planted_permutations(sizes):
     # Perturbed copies (noise 0.2 of each layer's weight spread); exact copies in test_rebasin_returns_the_aligned_network.
     noise = 0.2
-    params = _init(5, sizes)
+    params = random_mlp(5, sizes)
     levels = np.array([1, 3, 17, 40, 63, 95, 127])  # across 1..n-1 (clipped to n - 1 per layer)
     copies, planted = _planted(params, levels, seed=11, noise=noise)
     for similarity in ("weight", "cosine_first_layer"):
@@ -86,10 +74,10 @@ def test_weight_matching_recovers_planted_permutations(sizes):
 
 def test_weight_matching_of_one_pair_equals_the_batched_call():
     sizes = [16, 40, 30, 10]
-    params = _init(0, sizes)
-    others = [_init(i, sizes) for i in (1, 2, 3)]
+    params = random_mlp(0, sizes)
+    others = [random_mlp(i, sizes) for i in (1, 2, 3)]
     key = jax.random.key(7)
-    together = rebasin.align_many(params, _stack(others), method="weight", key=key, chunk_size=2)
+    together = rebasin.align_many(params, stack_trees(others), method="weight", key=key, chunk_size=2)
     for i, other in enumerate(others):
         alone = rebasin.weight_matching(params, other, key=key)
         assert all(np.array_equal(a, t[i]) for a, t in zip(alone, together))
@@ -106,7 +94,7 @@ def test_coordinate_descent_stops_at_a_fixed_point_for_unrelated_networks():
     # Two independent networks: no planted answer, so the descent needs several sweeps; at its end
     # no single layer's LAP can improve the objective any more.
     sizes = [16, 48, 40, 32, 10]
-    ref, other = _init(0, sizes), _init(1, sizes)
+    ref, other = random_mlp(0, sizes), random_mlp(1, sizes)
     perms = rebasin.weight_matching(ref, other, key=jax.random.key(3))
     assert sum(count_transpositions(p) for p in perms) > 0
     for layer in range(3):
@@ -127,8 +115,8 @@ def test_one_hidden_layer_needs_exactly_one_lap_per_network(monkeypatch):
 
     monkeypatch.setattr(rebasin, "linear_sum_assignment", counting)
     sizes = [16, 32, 10]
-    ref = _init(0, sizes)
-    others = _stack([_init(i, sizes) for i in range(1, 6)])
+    ref = random_mlp(0, sizes)
+    others = stack_trees([random_mlp(i, sizes) for i in range(1, 6)])
     rebasin.align_many(ref, others, method="weight", workers=1)
     assert calls == [(32, 32)] * 5
     calls.clear()
@@ -136,28 +124,28 @@ def test_one_hidden_layer_needs_exactly_one_lap_per_network(monkeypatch):
     assert len(calls) == 1
     calls.clear()
     deeper = [16, 32, 24, 10]
-    rebasin.weight_matching(_init(0, deeper), _init(1, deeper))
+    rebasin.weight_matching(random_mlp(0, deeper), random_mlp(1, deeper))
     assert len(calls) >= 4  # at least two sweeps over two layers: the last one confirms nothing improves
 
 
 def test_match_pairs_aligns_each_network_to_its_own_reference():
     sizes = [16, 32, 10]
-    refs = [_init(i, sizes) for i in range(4)]
+    refs = [random_mlp(i, sizes) for i in range(4)]
     levels = [1, 5, 20, 31]
     copies, planted = [], []
     for i, ref in enumerate(refs):
         c, p = _planted(ref, [levels[i]], seed=20 + i, noise=0.1)
         copies.append(_take(c, 0))
         planted.append(p[0][0])
-    found = rebasin.match_pairs(_stack(refs), _stack(copies), method="weight", chunk_size=3)
+    found = rebasin.match_pairs(stack_trees(refs), stack_trees(copies), method="weight", chunk_size=3)
     assert np.all(_residual([np.stack(planted)], found) == 0)
     # Aligning all of them to the first reference instead does not recover the others' perms.
-    to_first = rebasin.align_many(refs[0], _stack(copies), method="weight")
+    to_first = rebasin.align_many(refs[0], stack_trees(copies), method="weight")
     assert np.any(_residual([np.stack(planted)], to_first)[1:] > 0)
 
 
 def test_rebasin_returns_the_aligned_network():
-    params = _init(0, [16, 32, 24, 10])
+    params = random_mlp(0, [16, 32, 24, 10])
     copies, planted = _planted(params, [9], seed=3)
     aligned, perms = rebasin.rebasin(params, _take(copies, 0), method="weight")
     for a, b in zip(jax.tree_util.tree_leaves(aligned), jax.tree_util.tree_leaves(params)):
@@ -184,7 +172,7 @@ def test_activation_matching_recovers_planted_permutations_of_a_trained_network(
         fixed = undone == np.arange(p.shape[1])
         assert np.all(fixed[:, alive[layer]]), f"layer {layer}: active units matched wrongly"
     # match_pairs, each copy against its own reference (here the same network), recovers them too.
-    pairs = rebasin.match_pairs(_stack([params] * len(levels)), copies, method="activation", x=x, batch_size=700)
+    pairs = rebasin.match_pairs(stack_trees([params] * len(levels)), copies, method="activation", x=x, batch_size=700)
     for layer, (p, f) in enumerate(zip(planted, pairs)):
         fixed = np.asarray(compose(p, f)) == np.arange(p.shape[1])
         assert np.all(fixed[:, alive[layer]])
@@ -213,7 +201,7 @@ def test_streamed_similarity_equals_full_product(trained, digits):
 # --- alignment to the mean ----------------------------------------------------------------------
 
 def test_align_to_mean_puts_every_network_in_one_basis():
-    base = _init(0, [16, 40, 10])
+    base = random_mlp(0, [16, 40, 10])
     copies, planted = _planted(base, [5, 12, 20, 39, 30, 8], seed=30, noise=0.3)
     mean, perms = rebasin.align_to_mean(copies, method="weight", max_rounds=5)
     undone = np.asarray(compose(planted[0], perms[0]))
@@ -231,12 +219,12 @@ def test_align_to_mean_puts_every_network_in_one_basis():
 # --- bad input ---------------------------------------------------------------------------------
 
 def test_bad_input_is_rejected(digits):
-    ref = _init(0, [64, 32, 10])
-    other = _init(1, [64, 32, 10])
+    ref = random_mlp(0, [64, 32, 10])
+    other = random_mlp(1, [64, 32, 10])
     with pytest.raises(ValueError, match="1 hidden layers but the networks have 2"):
-        rebasin.weight_matching(ref, _init(1, [64, 32, 32, 10]))
+        rebasin.weight_matching(ref, random_mlp(1, [64, 32, 32, 10]))
     with pytest.raises(ValueError, match=r"layer sizes \[64, 32, 10\] but the networks have \[64, 33, 10\]"):
-        rebasin.weight_matching(ref, _init(1, [64, 33, 10]))
+        rebasin.weight_matching(ref, random_mlp(1, [64, 33, 10]))
     with pytest.raises(ValueError, match="method must be one of"):
         rebasin.rebasin(ref, other, method="procrustes")
     with pytest.raises(ValueError, match="similarity must be one of"):
@@ -246,9 +234,9 @@ def test_bad_input_is_rejected(digits):
     with pytest.raises(ValueError, match="x has 63 features"):
         rebasin.activation_matching(ref, other, digits["x_train"][:, :63])
     with pytest.raises(ValueError, match="nothing to permute"):
-        rebasin.weight_matching(_init(0, [64, 10]), _init(1, [64, 10]))
+        rebasin.weight_matching(random_mlp(0, [64, 10]), random_mlp(1, [64, 10]))
     with pytest.raises(ValueError, match="holds 2 networks but params_stacked holds 3"):
-        rebasin.match_pairs(_stack([ref, other]), _stack([ref, other, ref]))
+        rebasin.match_pairs(stack_trees([ref, other]), stack_trees([ref, other, ref]))
     with pytest.raises(ValueError, match="leading model axes"):
         rebasin.align_many(ref, other)  # an unstacked network where a stack is expected
     with pytest.raises(TypeError, match="dict with keys"):

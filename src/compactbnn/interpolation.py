@@ -80,11 +80,17 @@ def _evaluate_paths(params0, params1, lambdas, splits, chunk_size, batch_ndim):
             raise ValueError(f"splits[{name!r}] must be a pair (x, y)")
         x, y = jnp.asarray(pair[0]), jnp.asarray(pair[1])  # converted once, shared by every chunk
         loss, accuracy = [], []
-        for start in range(0, total, chunk_size):
-            chunk = jax.tree_util.tree_map(lambda leaf: leaf[start: start + chunk_size], flat)
+        size = min(chunk_size, total)
+        for start in range(0, total, size):
+            real = min(size, total - start)
+            # Every chunk has one shape (the last one padded by repeating its first network):
+            # one compilation, and a network's loss does not depend on where its chunk ends.
+            chunk = jax.tree_util.tree_map(
+                lambda leaf: jnp.concatenate([leaf[start: start + real], jnp.repeat(leaf[start: start + 1], size - real, axis=0)]),
+                flat)
             metrics = train.evaluate_many(chunk, x, y)
-            loss.append(np.asarray(metrics["loss"]))
-            accuracy.append(np.asarray(metrics["accuracy"]))
+            loss.append(np.asarray(metrics["loss"])[:real])
+            accuracy.append(np.asarray(metrics["accuracy"])[:real])
         # (L, [M]) -> ([M,] L): lambda last, so barriers reduce over the last axis.
         out[f"{name}_loss"] = np.moveaxis(np.concatenate(loss).reshape(lead), 0, -1)
         out[f"{name}_accuracy"] = np.moveaxis(np.concatenate(accuracy).reshape(lead), 0, -1)
