@@ -53,6 +53,24 @@ def test_ravel_keeps_batch_axes():
     np.testing.assert_array_equal(back[1]["weight"], stacked[1]["weight"])
 
 
+def test_stack_one_adds_a_model_axis_of_one():
+    params = mlp.init(jax.random.key(5), [5, 4, 3])
+    # numpy leaves too: the helper takes host arrays (e.g. loaded from .npz) as well
+    host = jax.tree_util.tree_map(np.asarray, params)
+    for given in (params, host):
+        stacked = mlp.stack_one(given)
+        assert jax.tree_util.tree_structure(stacked) == jax.tree_util.tree_structure(params)
+        for layer, one in zip(stacked, params):
+            for name in ("weight", "bias"):
+                assert isinstance(layer[name], jax.Array)
+                assert layer[name].shape == (1, *one[name].shape)
+                np.testing.assert_array_equal(layer[name][0], one[name])
+    # a stack of one behaves as the network itself under vmap
+    x = jax.random.normal(jax.random.key(6), (4, 5))
+    logits = jax.vmap(mlp.apply, in_axes=(0, None))(mlp.stack_one(params), x)
+    np.testing.assert_allclose(logits[0], mlp.apply(params, x), rtol=1e-6, atol=1e-6)
+
+
 def test_unravel_wrong_length():
     with pytest.raises(ValueError, match="need 39"):
         mlp.unravel(jnp.zeros(40), [5, 4, 3])

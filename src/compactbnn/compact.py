@@ -210,7 +210,7 @@ def align_gaussian(
     """
     q = _as_gaussian(q)
     permutation.check_params(reference, "reference")
-    stacked_mean = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf)[None], q.mean)
+    stacked_mean = mlp.stack_one(q.mean)
     perms = [np.asarray(p[0], np.int32) for p in rebasin.align_many(reference, stacked_mean, method=method, x=x, key=key, **align_options)]
     mean, sd = permutation.permute_gaussian(q.mean, q.sd, perms)
     return Gaussian(mean, sd), perms

@@ -118,7 +118,11 @@ def log_prior(params: mlp.Params, prior_sd: float = 1.0) -> jax.Array:
 
 def log_likelihood(params: mlp.Params, x: jax.Array, y: jax.Array) -> jax.Array:
     """Categorical log-likelihood summed over the examples: sum_n log softmax(f(x_n))[y_n]."""
-    logits = mlp.apply(params, x)
+    return _log_likelihood_of_logits(mlp.apply(params, x), y)
+
+
+def _log_likelihood_of_logits(logits: jax.Array, y: jax.Array) -> jax.Array:
+    # log_likelihood given the logits, for callers that also need the logits (test accuracy)
     return jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None].astype(jnp.int32), axis=-1))
 
 
@@ -668,8 +672,7 @@ class _Engine:
 
         def one(flat, xt, yt):
             logits = mlp.apply(mlp.unravel(flat, sizes), xt)
-            ll = jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(logits), yt[:, None], axis=-1))
-            return ll, jnp.mean(jnp.argmax(logits, axis=-1) == yt)
+            return _log_likelihood_of_logits(logits, yt), jnp.mean(jnp.argmax(logits, axis=-1) == yt)
 
         def many(kept, xt, yt):
             return jax.lax.map(lambda f: one(f, xt, yt), kept)

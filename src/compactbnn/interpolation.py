@@ -127,7 +127,7 @@ def transpositions_between(params_ref: mlp.Params, params: mlp.Params, *, method
                            **options) -> int:
     """NoT(P'): transpositions of the permutation rebasin finds to align ``params`` to ``params_ref``, summed over hidden layers."""
     check_params(params, "params")
-    stacked = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf)[None], params)
+    stacked = mlp.stack_one(params)
     perms = align_many(params_ref, stacked, method=method, x=x, **options)
     return total_transpositions([p[0] for p in perms])
 

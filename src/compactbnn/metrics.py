@@ -61,7 +61,7 @@ def predictive(samples: mlp.Params, x, *, batch_size: int = DATA_BATCH_SIZE, sam
 
 def network_probabilities(params: mlp.Params, x, *, batch_size: int = DATA_BATCH_SIZE) -> np.ndarray:
     """Softmax of one network (no model axis), e.g. the mean weights mu alone: (N, C)."""
-    stacked = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf)[None], params)
+    stacked = mlp.stack_one(params)
     return predictive(stacked, x, batch_size=batch_size, sample_batch_size=1)
 
 

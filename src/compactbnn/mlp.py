@@ -48,6 +48,11 @@ def init_many(key: jax.Array, layer_sizes: Sequence[int], num_models: int, dtype
     return jax.vmap(lambda k: _init(k, sizes, jnp.dtype(dtype)))(jax.random.split(key, num_models))
 
 
+def stack_one(params: Params) -> Params:
+    """One network as a stack of one: every leaf gets a leading model axis of size 1."""
+    return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf)[None], params)
+
+
 def check_layer_sizes(layer_sizes: Sequence[int]) -> list[int]:
     sizes = [int(s) for s in layer_sizes]
     if len(sizes) < 2 or any(s < 1 for s in sizes) or list(layer_sizes) != sizes:

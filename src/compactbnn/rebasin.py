@@ -66,7 +66,7 @@ def weight_matching(params_ref: mlp.Params, params: mlp.Params, *, key: jax.Arra
     """
     if similarity not in WEIGHT_SIMILARITIES:
         raise ValueError(f"similarity must be one of {WEIGHT_SIMILARITIES}, got {similarity!r}")
-    stacked = _stack_one(params, "params")
+    stacked = _stack_one(params)
     perms = align_many(params_ref, stacked, method=similarity, key=key, max_sweeps=max_sweeps, workers=workers)
     return [p[0] for p in perms]
 
@@ -79,7 +79,7 @@ def activation_matching(params_ref: mlp.Params, params: mlp.Params, x, *, batch_
     activations exist at once. Each hidden layer l: ``C = sum_x a_ref(x) a(x)^T`` (n_l, n_l),
     one LAP. Units inactive on every input have zero rows and are matched arbitrarily.
     """
-    stacked = _stack_one(params, "params")
+    stacked = _stack_one(params)
     perms = align_many(params_ref, stacked, method="activation", x=x, batch_size=batch_size, workers=workers)
     return [p[0] for p in perms]
 
@@ -148,7 +148,7 @@ def align_to_mean(params_stacked: mlp.Params, *, method: str = "weight", x=None,
 def rebasin(params_ref: mlp.Params, params: mlp.Params, *, method: str = "weight", x=None,
             key: jax.Array | None = None, **options) -> tuple[mlp.Params, list[np.ndarray]]:
     """Align one network to a reference: returns (``permute(params, perms)``, perms)."""
-    stacked = _stack_one(params, "params")
+    stacked = _stack_one(params)
     perms = [p[0] for p in align_many(params_ref, stacked, method=method, x=x, key=key, **options)]
     return permute(params, perms), perms
 
@@ -156,9 +156,10 @@ def rebasin(params_ref: mlp.Params, params: mlp.Params, *, method: str = "weight
 def activation_similarity(params_ref: mlp.Params, params: mlp.Params, x, *,
                           batch_size: int = DEFAULT_BATCH_SIZE) -> list[np.ndarray]:
     """Per hidden layer, ``sum_x a_ref(x) a(x)^T`` (n_l, n_l): the matrix activation matching maximises over."""
-    sizes = _check_pair(params_ref, _stack_one(params, "params"), ref_stacked=False)
+    stacked = _stack_one(params)
+    sizes = _check_pair(params_ref, stacked, ref_stacked=False)
     x = _check_inputs(x, sizes[0])
-    costs = _activation_similarities(_to_jax(params_ref), _to_jax(_stack_one(params, "params")), x, ref_stacked=False,
+    costs = _activation_similarities(_to_jax(params_ref), _to_jax(stacked), x, ref_stacked=False,
                                      batch_size=batch_size, chunk_size=1)
     return [c[0] for c in costs]
 
@@ -174,7 +175,7 @@ def weight_similarity(params_ref: mlp.Params, params: mlp.Params, perms, layer: 
     """
     if similarity not in WEIGHT_SIMILARITIES:
         raise ValueError(f"similarity must be one of {WEIGHT_SIMILARITIES}, got {similarity!r}")
-    sizes = _check_pair(params_ref, _stack_one(params, "params"), ref_stacked=False)
+    sizes = _check_pair(params_ref, _stack_one(params), ref_stacked=False)
     if not 0 <= layer < len(sizes) - 2:
         raise ValueError(f"layer must index one of the {len(sizes) - 2} hidden layers, got {layer}")
     spec = mlp_permutation_spec(len(sizes) - 2)
@@ -186,9 +187,9 @@ def weight_similarity(params_ref: mlp.Params, params: mlp.Params, perms, layer: 
 # Checks
 
 
-def _stack_one(params, name):
-    check_params(params, name)
-    return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf)[None], params)
+def _stack_one(params):
+    check_params(params, "params")
+    return mlp.stack_one(params)
 
 
 def _to_jax(params):
@@ -238,7 +239,7 @@ def _align(params_ref, params, sizes, *, ref_stacked, method, x, key, max_sweeps
     chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    workers = _usable_cpus() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if method == "activation":
@@ -255,6 +256,14 @@ def _align(params_ref, params, sizes, *, ref_stacked, method, x, key, max_sweeps
             return [_solve_laps(c, executor)[0] for c in costs]
         return _weight_align(params_ref, params, sizes, ref_stacked, method, key, max_sweeps, chunk_size, executor,
                              progress and label)
+
+
+def _usable_cpus() -> int:
+    # The CPUs this process may run on, not the node's: a SLURM job given one CPU must not
+    # start a thread per core of its node. sched_getaffinity is missing on macOS and Windows.
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def _solve_laps(costs: np.ndarray, executor) -> tuple[np.ndarray, np.ndarray]:

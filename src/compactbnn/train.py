@@ -203,7 +203,7 @@ def train_many(
 
 def train(params: mlp.Params, x, y, data_key: jax.Array, config: TrainConfig, **kwargs) -> TrainResult:
     """Train one model (no model axis); snapshots and history keep a model axis of size 1."""
-    stacked = jax.tree_util.tree_map(lambda leaf: leaf[None], params)
+    stacked = mlp.stack_one(params)
     result = train_many(stacked, x, y, jnp.asarray(data_key)[None], config, **kwargs)
     result.params = jax.tree_util.tree_map(lambda leaf: leaf[0], result.params)
     return result
@@ -228,7 +228,7 @@ def evaluate_many(params: mlp.Params, x, y, batch_size: int = EVAL_BATCH_SIZE) -
 
 def evaluate(params: mlp.Params, x, y, batch_size: int = EVAL_BATCH_SIZE) -> dict[str, float]:
     """Mean cross-entropy and accuracy of one model."""
-    stacked = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf)[None], params)
+    stacked = mlp.stack_one(params)
     return {k: float(v[0]) for k, v in evaluate_many(stacked, x, y, batch_size).items()}
 
 
