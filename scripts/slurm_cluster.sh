@@ -22,7 +22,7 @@
 #     SLURM executor plugin asks `sacct` for the state of its jobs; an account "compactbnn"
 #     with root as a user, so that sacct/sacctmgr answer as on a real cluster;
 #   - COMPACTBNN_SLURM_MEMORY_MB overrides RealMemory, for machines with less memory than the
-#     workflow's rules request (an HMC chain asks for 16 GB);
+#     workflow's rules request (trainings ask for 8 GB);
 #   - COMPACTBNN_SLURM_GPUS (default: nproc) *fake* GPUs as generic resources (GRES gpu; in
 #     gres.conf each is a link to /dev/null, since SLURM drops GPUs without a device file).
 #     SLURM schedules and accounts `--gpus=1` requests against them exactly as it would real
@@ -124,7 +124,7 @@ node_topology() {
 }
 # 90% of physical memory in MiB (slurmd drains a node that reports less than RealMemory), or
 # COMPACTBNN_SLURM_MEMORY_MB. Memory is not enforced here, so a larger value only lets jobs
-# that ask for more than the machine has (e.g. 16 GB HMC chains on an 8 GB machine) be scheduled.
+# that ask for more than the machine has (e.g. 8 GB trainings on a 4 GB machine) be scheduled.
 node_memory_mb() {
     if [[ -n ${COMPACTBNN_SLURM_MEMORY_MB:-} ]]; then echo "$COMPACTBNN_SLURM_MEMORY_MB"; return; fi
     awk '/^MemTotal:/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo

@@ -125,3 +125,14 @@ def test_bad_references_are_rejected():
         compact.q_rebasin(samples, reference="last")
     with pytest.raises(ValueError, match="layer sizes"):
         compact.q_rebasin(samples, reference=mlp.init(jax.random.key(0), [6, 9, 4]))
+
+
+def test_ravel_stack_equals_ravel_of_the_permuted_stack():
+    from compactbnn import compact, mlp, permutation
+
+    samples = mlp.init_many(jax.random.key(0), [6, 5, 4, 3], 7)
+    perms = [np.stack([np.random.default_rng(i + 10 * layer).permutation(width) for i in range(7)]).astype(np.int32)
+             for layer, width in enumerate([5, 4])]
+    expected = np.asarray(mlp.ravel(permutation.permute_many(samples, perms)))
+    np.testing.assert_array_equal(compact.ravel_stack(samples, perms, chunk_size=3), expected)
+    np.testing.assert_array_equal(compact.ravel_stack(samples, chunk_size=4), np.asarray(mlp.ravel(samples)))

@@ -11,6 +11,7 @@ MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 def test_digits_shapes_and_range(digits):
     assert digits["x_train"].shape == (1438, 64) and digits["x_test"].shape == (359, 64)
+    assert data.NUM_EXAMPLES["digits"] == (1438, 359) and data.NUM_FEATURES["digits"] == 64
     assert digits["x_train"].dtype == np.float32 and digits["y_train"].dtype == np.int32
     assert 0.0 <= digits["x_train"].min() and digits["x_train"].max() == 1.0
     assert set(np.unique(digits["y_test"])) == set(range(10))
@@ -35,6 +36,7 @@ def test_unknown_dataset_lists_known():
 @pytest.mark.mnist
 def test_mnist_shapes_counts_and_order(mnist):
     assert mnist["x_train"].shape == (60000, 784) and mnist["x_test"].shape == (10000, 784)
+    assert data.NUM_EXAMPLES["mnist"] == (60000, 10000) and data.NUM_FEATURES["mnist"] == 784
     assert mnist["x_train"].dtype == np.float32 and mnist["y_train"].dtype == np.int32
     assert mnist["x_train"].min() == 0.0 and mnist["x_train"].max() == 1.0
     assert mnist["y_train"][:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]

@@ -139,6 +139,12 @@ def test_snakefmt_check_passes():
     ({"posterior": {"hmc": {"keep_last": 60}}}, "posterior.hmc.keep_last"),
     ({"not_experiment": {"levels": 40}}, "not_experiment.levels"),
     ({"claims": {"skip": ["no_such_claim"]}}, "claims.skip"),
+    ({"data": {"train_size": 5000}}, "data.train_size"),
+    ({"posterior": {"hmc": {"train_size": 2000}}}, "posterior.hmc.train_size"),
+    ({"posterior": {"hmc": {"adapt_step_size": True}}}, "posterior.hmc.warmup"),
+    ({"posterior": {"ensemble": {"training": {"prior_sd": 2.0}}}}, "posterior.ensemble.training.prior_sd"),
+    ({"posterior": {"compact": {"retained_percents": [100]}}}, "retained_percents"),
+    ({"matmul_precision": "fast"}, "matmul_precision"),
 ])
 def test_invalid_config_is_rejected_naming_the_key(fresh_copy, override, named):
     bad = fresh_copy / "bad.yaml"
@@ -147,3 +153,16 @@ def test_invalid_config_is_rejected_naming_the_key(fresh_copy, override, named):
     assert result.returncode != 0
     assert named in result.stdout, result.stdout[-2000:]
     assert "Job stats" not in result.stdout and not (fresh_copy / "results").exists()
+
+
+@pytest.mark.slow
+def test_hmc_chain_that_accepts_nothing_stops_naming_the_step_size(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    (workdir / "bad.yaml").write_text(yaml.safe_dump({"posterior": {"hmc": {"step_size": 5.0, "chains": 1}}}))
+    target = "results/smoke/hmc/chain0/samples.npz"
+    result = snakemake(workdir, target, "--cores", "1", "--configfile", "presets/smoke.yaml", "bad.yaml")
+    assert result.returncode != 0
+    log = (workdir / "results" / "smoke" / "logs" / "hmc_chain" / "chain0.log").read_text()
+    assert "posterior.hmc.min_accept_rate" in log and "posterior.hmc.step_size" in log, log[-2000:]
+    assert not (workdir / target).exists()
+    assert list((workdir / "results" / "smoke" / "hmc" / "chain0").glob("checkpoint-*/state.pkl"))  # kept

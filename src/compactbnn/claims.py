@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from compactbnn.interpolation import loss_barrier
+
 CLAIM_IDS = (
     "not_stable_under_training", "not_recovered_at_init", "barrier_grows_with_not", "control_barrier_small",
     "init_barrier_small", "distance_grows_in_training", "control_distance_small",
@@ -100,9 +102,8 @@ def interpolation_claims(table: pd.DataFrame, thresholds: Mapping, width: int, s
     last = table[(table["epoch"] == table["epoch"].max()) & (table["split"] == split)]
 
     def barrier(when):
-        part = last[last["rebasin"] == when].sort_values("lambda")
-        loss = part["loss"].to_numpy()
-        return loss.max() - 0.5 * (loss[0] + loss[-1])
+        part = last[last["rebasin"] == when]
+        return float(loss_barrier(part["loss"].to_numpy(), part["lambda"].to_numpy(), "max"))
 
     before, after = barrier("before"), barrier("after")
     before_not = last[(last["rebasin"] == "before")].sort_values("lambda")["not_to_w0"].to_numpy()

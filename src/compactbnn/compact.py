@@ -102,11 +102,8 @@ def moments(samples: mlp.Params, *, ddof: int = 1, perms: Sequence | None = None
     if perms is not None:
         perms = permutation.check_perms(list(perms), samples, name="perms", batch_shape=(num,))
     count, mean, m2 = 0, None, None
-    for start in range(0, num, chunk_size):
-        stop = min(start + chunk_size, num)
-        chunk = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[start:stop], jnp.float32), samples)
-        chunk_perms = None if perms is None else [jnp.asarray(p[start:stop]) for p in perms]
-        flat = np.asarray(_flatten(chunk, chunk_perms), np.float64)
+    for start, stop, flat in _flat_chunks(samples, perms, num, chunk_size):
+        flat = np.asarray(flat, np.float64)
         chunk_mean = flat.mean(axis=0)
         chunk_m2 = np.sum((flat - chunk_mean) ** 2, axis=0)
         n = stop - start
@@ -120,6 +117,33 @@ def moments(samples: mlp.Params, *, ddof: int = 1, perms: Sequence | None = None
             count = total
     sd = np.sqrt(m2 / (count - ddof))
     return Gaussian(mlp.unravel(jnp.asarray(mean, jnp.float32), sizes), mlp.unravel(jnp.asarray(sd, jnp.float32), sizes))
+
+
+def ravel_stack(samples: mlp.Params, perms: Sequence | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> np.ndarray:
+    """The stack ravelled to a host array (S, num_params) float32, each network first permuted by its row of ``perms``.
+
+    Built chunk by chunk, so besides the result only one chunk of networks is ever copied
+    (e.g. aligned HMC samples for R-hat after alignment).
+    """
+    permutation.check_params(samples, "samples", batch_ndim=1)
+    num = int(np.shape(samples[0]["bias"])[0])
+    if perms is not None:
+        perms = permutation.check_perms(list(perms), samples, name="perms", batch_shape=(num,))
+    out = None
+    for start, stop, flat in _flat_chunks(samples, perms, num, chunk_size):
+        if out is None:
+            out = np.empty((num, flat.shape[1]), np.float32)
+        out[start:stop] = np.asarray(flat)
+    return out
+
+
+def _flat_chunks(samples, perms, num: int, chunk_size: int):
+    """(start, stop, ravelled chunk) over the stack, chunk_size networks at a time, permuted if perms are given."""
+    for start in range(0, num, chunk_size):
+        stop = min(start + chunk_size, num)
+        chunk = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[start:stop], jnp.float32), samples)
+        chunk_perms = None if perms is None else [jnp.asarray(p[start:stop]) for p in perms]
+        yield start, stop, _flatten(chunk, chunk_perms)
 
 
 @jax.jit

@@ -50,6 +50,10 @@ DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
 
 KNOWN_DATASETS = ("mnist", "digits")
+# (training, test) examples of each data set, as load() returns them
+NUM_EXAMPLES = {"mnist": (60000, 10000), "digits": (1438, 359)}
+NUM_FEATURES = {"mnist": 784, "digits": 64}
+NUM_CLASSES = 10
 
 
 class DataError(RuntimeError):

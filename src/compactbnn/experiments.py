@@ -69,7 +69,6 @@ def analyse_not_run(
     trained: mlp.Params,
     trained_permuted: mlp.Params,
     perms: Sequence[np.ndarray],
-    levels: Sequence[int],
     *,
     x_match: np.ndarray | None,
     split: tuple[np.ndarray, np.ndarray],
@@ -81,13 +80,15 @@ def analyse_not_run(
     """One run of Experiment A as rows (run, not_init, curve, not_measured, distance, barrier, barrier_midpoint).
 
     ``init``/``trained`` are the first network (no model axis), ``init_permuted``/
-    ``trained_permuted`` the L permuted copies (stacked), ``perms`` the known P per level.
-    ``not_measured`` is NoT(P') that rebasin (``method``; activation matching on ``x_match``)
+    ``trained_permuted`` the L permuted copies (stacked), ``perms`` the known P: one (L, n_l)
+    array per hidden layer. ``not_init`` is NoT(P) and ``not_measured`` NoT(P') that rebasin (``method``; activation matching on ``x_match``)
     finds to align the second network to the first, summed over hidden layers; ``barrier`` is
     the maximum over ``lambdas`` on ``split`` = (x, y), ``barrier_midpoint`` the lambda = 0.5
     variant (the authors' code; NaN when 0.5 is not on the grid).
     """
-    num_levels = len(levels)
+    # NoT(P) summed over hidden layers, as NoT(P') is: with one hidden layer, the level k itself
+    not_init = np.sum([np.asarray(permutation.count_transpositions_many(p)) for p in perms], axis=0).astype(int)
+    num_levels = len(not_init)
     broadcast = lambda params: jax.tree_util.tree_map(lambda leaf: jnp.broadcast_to(leaf, (num_levels,) + leaf.shape), params)
     trained_stack = broadcast(trained)
     pairs = {
@@ -104,7 +105,7 @@ def analyse_not_run(
         losses = interpolation.evaluate_paths(first, second, lambdas, {"split": split})["split_loss"]
         frames.append(pd.DataFrame({
             "run": run,
-            "not_init": np.asarray(levels, int),
+            "not_init": not_init,
             "curve": curve,
             "not_measured": np.asarray(not_measured, int),
             "distance": np.asarray(interpolation.squared_distance(first, second), float),
@@ -134,7 +135,7 @@ def interpolation_table(
     for epoch in tqdm(range(num_epochs), desc="interpolating", unit="epoch", disable=not progress, leave=False):
         w0 = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[epoch, 0]), snapshots)
         w1 = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[epoch, 1]), snapshots)
-        perms = rebasin.align_many(w0, _stack_one(w1), method=method, x=x_match)
+        perms = rebasin.align_many(w0, mlp.stack_one(w1), method=method, x=x_match)
         aligned = permutation.permute(w1, [p[0] for p in perms])
         for label, end in (("before", w1), ("after", aligned)):
             path = interpolation.interpolate(w0, end, lambdas)
@@ -150,8 +151,6 @@ def interpolation_table(
     return pd.concat(frames, ignore_index=True)
 
 
-def _stack_one(params: mlp.Params) -> mlp.Params:
-    return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf)[None], params)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,31 +9,62 @@ from snakemake.settings.types import DeploymentMethod
 R = f"results/{config['name']}"
 # Conda environment of every rule, used with --use-conda (a GPU machine: create envs/gpu.yaml yourself)
 CONDA_ENV = "../../envs/cpu.yaml"
-NUM_FEATURES = {"mnist": 784, "digits": 64}
-NUM_CLASSES = 10
+
+# The scripts' adapters (config sections -> library objects) serve the checks below too.
+sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
+import common as adapters
+from compactbnn.claims import CLAIM_IDS
+from compactbnn.data import NUM_CLASSES, NUM_EXAMPLES, NUM_FEATURES
+from compactbnn.mlp import num_params
 
 
 def config_error(key, message):
     raise ValueError(f"config key {key}: {message}")
 
 
+def pick(section, *keys):
+    """The keys of a config section that a job reads: its params, so other changes do not rerun it."""
+    return {key: section[key] for key in keys}
+
+
 def check_config(cfg):
-    hidden = cfg["model"]["hidden"]
-    hmc = cfg["posterior"]["hmc"]
-    if not hmc["keep_first"] <= hmc["keep_last"] < hmc["iterations"]:
+    """The checks a JSON schema cannot express; each names the key."""
+    data, hidden = cfg["data"], cfg["model"]["hidden"]
+    posterior, hmc = cfg["posterior"], cfg["posterior"]["hmc"]
+    available_train, available_test = NUM_EXAMPLES[data["dataset"]]
+    for split, available in (("train", available_train), ("test", available_test)):
+        if (data[f"{split}_size"] or 0) > available:
+            config_error(
+                f"data.{split}_size",
+                f"{data[f'{split}_size']} exceeds the {available} {split} images of {data['dataset']}",
+            )
+    num_train = data["train_size"] or available_train
+    for key in (
+        "posterior.hmc.train_size",
+        "not_experiment.match_size",
+        "interpolation.match_size",
+        "posterior.compact.match_size",
+    ):
+        *path, name = key.split(".")
+        section = cfg
+        for part in path:
+            section = section[part]
+        if (section.get(name) or 0) > num_train:
+            config_error(
+                key, f"{section[name]} exceeds the {num_train} training images in use"
+            )
+    try:
+        adapters.hmc_config(hmc, posterior["prior_sd"], cfg["matmul_precision"])
+    except (TypeError, ValueError) as error:
+        config_error(adapters.hmc_config_key(error), str(error))
+    if hmc["chains"] * hmc["num_kept"] < 2:
         config_error(
-            "posterior.hmc.keep_last",
-            f"kept iterations {hmc['keep_first']}..{hmc['keep_last']} must lie inside "
-            f"0..{hmc['iterations'] - 1} (posterior.hmc.iterations = {hmc['iterations']})",
+            "posterior.hmc.num_kept", "sigma needs at least two kept samples in all"
         )
-    if hmc["num_kept"] > hmc["keep_last"] - hmc["keep_first"] + 1:
+    if posterior["ensemble"]["training"].get("prior_sd") is not None:
         config_error(
-            "posterior.hmc.num_kept",
-            f"{hmc['num_kept']} samples cannot be kept from {hmc['keep_last'] - hmc['keep_first'] + 1} iterations",
-        )
-    if hmc["warmup"] > 0 and not hmc["adapt_step_size"]:
-        config_error(
-            "posterior.hmc.warmup", "warmup iterations need adapt_step_size: true"
+            "posterior.ensemble.training.prior_sd",
+            "the ensemble is MAP with posterior.prior_sd; set that instead",
         )
     if cfg["not_experiment"]["levels"] > min(hidden) - 1:
         config_error(
@@ -41,29 +72,18 @@ def check_config(cfg):
             f"{cfg['not_experiment']['levels']} NoT levels do not fit a hidden width of {min(hidden)} "
             f"(at most {min(hidden) - 1})",
         )
-    for key in ("not_experiment.lambdas", "interpolation.lambdas"):
-        section, name = key.split(".")
-        if cfg[section][name] % 2 == 0 and cfg["figures"]["barrier"] == "midpoint":
-            config_error(
-                key,
-                "the midpoint barrier needs an odd number of lambdas (lambda = 0.5 on the grid)",
-            )
-    from compactbnn.claims import CLAIM_IDS
-
+    if (
+        cfg["not_experiment"]["lambdas"] % 2 == 0
+        and cfg["figures"]["barrier"] == "midpoint"
+    ):
+        config_error(
+            "not_experiment.lambdas",
+            "the midpoint barrier needs an odd number of lambdas (lambda = 0.5 on the grid)",
+        )
     unknown = sorted(set(cfg["claims"].get("skip", [])) - set(CLAIM_IDS))
     if unknown:
         config_error(
             "claims.skip", f"unknown claim ids {unknown}; known: {', '.join(CLAIM_IDS)}"
-        )
-    train_size = cfg["data"]["train_size"]
-    if (
-        hmc["train_size"] is not None
-        and train_size is not None
-        and hmc["train_size"] > train_size
-    ):
-        config_error(
-            "posterior.hmc.train_size",
-            f"{hmc['train_size']} exceeds data.train_size = {train_size}",
         )
 
 
@@ -78,14 +98,6 @@ def notebook_python():
     return sys.executable
 
 
-def layer_sizes():
-    return [
-        NUM_FEATURES[config["data"]["dataset"]],
-        *config["model"]["hidden"],
-        NUM_CLASSES,
-    ]
-
-
 def data_inputs():
     """Files the data set needs: the cached MNIST arrays, unless IDX files or the digits are used."""
     data = config["data"]
@@ -94,9 +106,34 @@ def data_inputs():
     return []
 
 
+# What an HMC chain's samples depend on: all of posterior.hmc but the number of chains and the
+# acceptance threshold (read by the script from the config), so neither reruns a finished chain.
+HMC_SAMPLING = {
+    key: value
+    for key, value in config["posterior"]["hmc"].items()
+    if key not in ("chains", "min_accept_rate")
+}
+
+
 def config_hash(section):
     """A short hash of a config section: names checkpoints, so a changed config never resumes a stale run."""
     return hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def hmc_samples_mb(chains):
+    """Size in MB of the kept float32 samples of that many chains (1,630 MB per chain for the paper)."""
+    sizes = [
+        NUM_FEATURES[config["data"]["dataset"]],
+        *config["model"]["hidden"],
+        NUM_CLASSES,
+    ]
+    return chains * config["posterior"]["hmc"]["num_kept"] * num_params(sizes) * 4 / 1e6
+
+
+def memory_mb(copies_of_samples, chains=1, base=4000):
+    """A job's mem_mb: a base plus copies of the HMC samples it holds, growing with each retry."""
+    needed = base + copies_of_samples * hmc_samples_mb(chains)
+    return lambda wildcards, attempt: int(needed * attempt)
 
 
 def not_runs():

@@ -3,7 +3,7 @@
 
 
 rule compact:
-    """q_d and q_r of HMC and the ensemble, VI's q in the same basis, sigma histograms, R-hat before and after alignment."""
+    """q_d and q_r of HMC and the ensemble, VI's q in the same basis, R-hat of the weights before and after alignment."""
     input:
         data_inputs(),
         hmc=expand(f"{R}/hmc/chain{{chain}}/samples.npz", chain=hmc_chains()),
@@ -15,7 +15,6 @@ rule compact:
         ensemble_direct=f"{R}/compact/ensemble_q_d.npz",
         ensemble_rebasin=f"{R}/compact/ensemble_q_r.npz",
         vi=f"{R}/compact/vi_q.npz",
-        sigma=f"{R}/data/sigma.csv",
         rhat=f"{R}/compact/rhat.json",
     log:
         f"{R}/logs/compact.log",
@@ -26,17 +25,25 @@ rule compact:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        mem_mb=memory_mb(copies_of_samples=4, chains=len(hmc_chains())),
         runtime=120,
     params:
         data=config["data"],
-        compact=config["posterior"]["compact"],
+        compact=pick(
+            config["posterior"]["compact"],
+            "reference",
+            "matching",
+            "match_size",
+            "max_rounds",
+            "seed",
+        ),
+        matmul_precision=config["matmul_precision"],
     script:
         "../scripts/compact.py"
 
 
 rule posterior_metrics:
-    """Table 1 (agreement, total variation, accuracies; NLL and ECE too) and the pruning curves of Figure 3."""
+    """Table 1 (agreement, total variation, accuracies; NLL and ECE too), the sigma histograms and the pruning curves of Figure 3."""
     input:
         data_inputs(),
         hmc_q_d=rules.compact.output.hmc_direct,
@@ -49,6 +56,7 @@ rule posterior_metrics:
     output:
         table=f"{R}/data/posterior_metrics.csv",
         pruning=f"{R}/data/pruning.csv",
+        sigma=f"{R}/data/sigma.csv",
     log:
         f"{R}/logs/posterior_metrics.log",
     benchmark:
@@ -58,10 +66,17 @@ rule posterior_metrics:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        mem_mb=memory_mb(copies_of_samples=2, chains=len(hmc_chains())),
         runtime=120,
     params:
         data=config["data"],
-        compact=config["posterior"]["compact"],
+        compact=pick(
+            config["posterior"]["compact"],
+            "seed",
+            "q_samples",
+            "retained_percents",
+            "sigma_bins",
+        ),
+        matmul_precision=config["matmul_precision"],
     script:
         "../scripts/posterior_metrics.py"

@@ -21,7 +21,10 @@ rule analyse_not_run:
         runtime=120,
     params:
         data=config["data"],
-        experiment=config["not_experiment"],
+        experiment=pick(
+            config["not_experiment"], "matching", "match_size", "lambdas", "split"
+        ),
+        matmul_precision=config["matmul_precision"],
     script:
         "../scripts/analyse_not_run.py"
 
@@ -60,6 +63,7 @@ rule analyse_interpolation:
         runtime=120,
     params:
         data=config["data"],
-        experiment=config["interpolation"],
+        experiment=pick(config["interpolation"], "lambdas", "matching", "match_size"),
+        matmul_precision=config["matmul_precision"],
     script:
         "../scripts/analyse_interpolation.py"

@@ -17,21 +17,23 @@ rule hmc_chain:
     threads: 1
     resources:
         gpu=1,
-        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        mem_mb=memory_mb(copies_of_samples=2),
         runtime=600,
     params:
         data=config["data"],
         model=config["model"],
-        hmc=config["posterior"]["hmc"],
+        hmc=HMC_SAMPLING,
         prior_sd=config["posterior"]["prior_sd"],
-        # checkpoints are keyed by the config, so a changed config never resumes a stale chain
+        matmul_precision=config["matmul_precision"],
+        # checkpoints are keyed by what the samples depend on, so a changed config never resumes a stale chain
         checkpoint=lambda wildcards: f"{R}/hmc/chain{wildcards.chain}/checkpoint-"
         + config_hash(
             [
                 config["data"],
                 config["model"],
-                config["posterior"]["hmc"],
+                HMC_SAMPLING,
                 config["posterior"]["prior_sd"],
+                config["matmul_precision"],
             ]
         ),
     script:
@@ -59,6 +61,8 @@ rule train_ensemble:
         data=config["data"],
         model=config["model"],
         ensemble=config["posterior"]["ensemble"],
+        prior_sd=config["posterior"]["prior_sd"],
+        matmul_precision=config["matmul_precision"],
     script:
         "../scripts/train_ensemble.py"
 
@@ -85,5 +89,6 @@ rule fit_vi:
         model=config["model"],
         vi=config["posterior"]["vi"],
         prior_sd=config["posterior"]["prior_sd"],
+        matmul_precision=config["matmul_precision"],
     script:
         "../scripts/fit_vi.py"

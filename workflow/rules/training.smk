@@ -22,7 +22,8 @@ rule train_not_run:
     params:
         data=config["data"],
         model=config["model"],
-        experiment=config["not_experiment"],
+        experiment=pick(config["not_experiment"], "seed", "levels", "training"),
+        matmul_precision=config["matmul_precision"],
     script:
         "../scripts/train_not_run.py"
 
@@ -47,6 +48,7 @@ rule train_interpolation:
     params:
         data=config["data"],
         model=config["model"],
-        experiment=config["interpolation"],
+        experiment=pick(config["interpolation"], "seed", "training"),
+        matmul_precision=config["matmul_precision"],
     script:
         "../scripts/train_interpolation.py"

@@ -21,7 +21,6 @@ table = experiments.analyse_not_run(
     jax.tree_util.tree_map(lambda leaf: leaf[0], trained),
     jax.tree_util.tree_map(lambda leaf: leaf[1:], trained),
     perms,
-    levels,
     x_match=first(arrays["x_train"], cfg["match_size"]),
     split=(arrays[f"x_{cfg['split']}"], arrays[f"y_{cfg['split']}"]),
     lambdas=experiments.lambda_grid(cfg["lambdas"]),

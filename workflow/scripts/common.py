@@ -2,26 +2,39 @@
 
 Scripts are thin adapters between Snakemake and the library: they read ``snakemake.input``,
 ``snakemake.params`` and ``snakemake.wildcards``, call compactbnn, and write the outputs.
+``workflow/rules/common.smk`` imports this module too, to check the config with the same
+adapters before any job runs.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 
-import numpy as np
+# Several jobs may share one GPU (Snakemake limits them only with --resources gpu=N): JAX must
+# not grab 75 % of the GPU's memory at start. Set before JAX initialises its backend.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-from compactbnn import data, train
+import numpy as np  # noqa: E402
+
+from compactbnn import data, mlp, train  # noqa: E402
 
 NUM_CLASSES = 10
 
 
 def start(snakemake) -> logging.Logger:
-    """Send stdout, stderr (progress bars included) and logging to the rule's log file."""
+    """Send stdout, stderr (progress bars included) and logging to the rule's log file; set JAX's matmul precision."""
     if snakemake.log:
         stream = open(snakemake.log[0], "w", buffering=1)
         sys.stdout = sys.stderr = stream
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+    precision = snakemake.params.get("matmul_precision")
+    if precision is not None:
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", precision)
     return logging.getLogger(snakemake.rule)
 
 
@@ -35,23 +48,62 @@ def layer_sizes(arrays: dict, model_cfg: dict) -> list[int]:
     return [arrays["x_train"].shape[1], *model_cfg["hidden"], NUM_CLASSES]
 
 
-def train_config(training_cfg: dict) -> train.TrainConfig:
-    return train.TrainConfig(**training_cfg)
+def train_config(training_cfg: dict, **overrides) -> train.TrainConfig:
+    return train.TrainConfig(**{**training_cfg, **overrides})
 
 
 def first(x: np.ndarray, size: int | None) -> np.ndarray:
-    """The first ``size`` rows (all when size is None): the images activation matching sees."""
+    """The first ``size`` rows (all when size is None), e.g. the images activation matching sees."""
+    if size is not None and size > len(x):
+        raise ValueError(f"asked for the first {size} rows of {len(x)}")
     return x if size is None else x[:size]
 
 
-def load_hmc_samples(paths) -> tuple[list, list[int]]:
-    """HMC samples of every chain pooled along one leading axis (chain after chain), and each chain's count."""
-    from compactbnn import io
+# HMCConfig's field -> the config key it comes from (the others are posterior.hmc.<field>).
+HMC_CONFIG_KEYS = {"num_iterations": "posterior.hmc.iterations", "num_warmup": "posterior.hmc.warmup",
+                   "prior_sd": "posterior.prior_sd", "matmul_precision": "matmul_precision"}
 
-    chains = [io.load_networks(path)[0] for path in paths]
-    counts = [int(chain[0]["bias"].shape[0]) for chain in chains]
-    pooled = [{name: np.concatenate([chain[layer][name] for chain in chains]) for name in ("weight", "bias")}
-              for layer in range(len(chains[0]))]
+
+def hmc_config(hmc_cfg: dict, prior_sd: float, matmul_precision: str):
+    """The library's HMCConfig from the config's posterior.hmc section."""
+    from compactbnn import hmc
+
+    return hmc.HMCConfig(
+        step_size=hmc_cfg["step_size"], num_steps=hmc_cfg["num_steps"], num_iterations=hmc_cfg["iterations"],
+        keep_first=hmc_cfg["keep_first"], keep_last=hmc_cfg["keep_last"], num_kept=hmc_cfg["num_kept"],
+        chunk_size=hmc_cfg["chunk_size"], prior_sd=prior_sd, adapt_step_size=hmc_cfg["adapt_step_size"],
+        num_warmup=hmc_cfg["warmup"], init=hmc_cfg["init"], matmul_precision=matmul_precision,
+    )
+
+
+def hmc_config_key(error: Exception) -> str:
+    """The config key behind an HMCConfig validation error ("HMCConfig.<field> must ...")."""
+    match = re.search(r"HMCConfig\.(\w+)", str(error))
+    field = match.group(1) if match else ""
+    return HMC_CONFIG_KEYS.get(field, f"posterior.hmc.{field}" if field else "posterior.hmc")
+
+
+def load_hmc_samples(paths) -> tuple[list, list[int]]:
+    """HMC samples of every chain pooled along one leading axis (chain after chain), and each chain's count.
+
+    Filled layer by layer into arrays allocated once: memory is the pooled samples plus one
+    chain's file (1.6 GB per 1,000 samples of 784-512-10).
+    """
+    counts, sizes = [], None
+    for path in paths:
+        with np.load(path) as npz:
+            counts.append(int(npz["params"].shape[0]))
+            sizes = npz["layer_sizes"].tolist()
+    pooled = [{"weight": np.empty((sum(counts), fan_out, fan_in), np.float32), "bias": np.empty((sum(counts), fan_out), np.float32)}
+              for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
+    start = 0
+    for path, count in zip(paths, counts):
+        with np.load(path) as npz:
+            chain = mlp.unravel(npz["params"], sizes)
+            for layer, source in zip(pooled, chain):
+                for name in ("weight", "bias"):
+                    layer[name][start: start + count] = source[name]
+        start += count
     return pooled, counts
 
 
@@ -62,4 +114,4 @@ def match_inputs(arrays: dict, compact_cfg: dict):
 
 # the compact representations, by the names the posterior_metrics rule gives its inputs
 GAUSSIAN_INPUTS = {("hmc", "q_d"): "hmc_q_d", ("hmc", "q_r"): "hmc_q_r", ("ensemble", "q_d"): "ensemble_q_d",
-                  ("ensemble", "q_r"): "ensemble_q_r", ("vi", "q"): "vi_q"}
+                   ("ensemble", "q_r"): "ensemble_q_r", ("vi", "q"): "vi_q"}

@@ -1,10 +1,11 @@
 """One HMC chain of the Bayesian MLP, resumable from its last checkpointed chunk."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
-from common import first, layer_sizes, load_data, start
+from common import first, hmc_config, layer_sizes, load_data, start
 
 from compactbnn import hmc, io
 
@@ -14,20 +15,7 @@ cfg = sm.params.hmc
 arrays = load_data(sm.params.data)
 sizes = layer_sizes(arrays, sm.params.model)
 chain = int(sm.wildcards.chain)
-config = hmc.HMCConfig(
-    step_size=cfg["step_size"],
-    num_steps=cfg["num_steps"],
-    num_iterations=cfg["iterations"],
-    keep_first=cfg["keep_first"],
-    keep_last=cfg["keep_last"],
-    num_kept=cfg["num_kept"],
-    chunk_size=cfg["chunk_size"],
-    prior_sd=sm.params.prior_sd,
-    adapt_step_size=cfg["adapt_step_size"],
-    num_warmup=cfg["warmup"],
-    init=cfg["init"],
-    matmul_precision=cfg["matmul_precision"],
-)
+config = hmc_config(cfg, sm.params.prior_sd, sm.params.matmul_precision)
 x, y = first(arrays["x_train"], cfg["train_size"]), first(arrays["y_train"], cfg["train_size"])
 log.info("chain %d: %s on %d images, device %s, checkpoint %s", chain, sizes, len(y), jax.devices()[0], sm.params.checkpoint)
 result = hmc.run_chain(
@@ -36,6 +24,15 @@ result = hmc.run_chain(
 )
 summary = result.summary()
 log.info("chain %d done: %s", chain, json.dumps(summary))
+# A threshold, not a sampling setting: read from the config, so changing it reruns no chain.
+min_accept_rate = sm.config["posterior"]["hmc"]["min_accept_rate"]
+if not result.accept_rate >= min_accept_rate:
+    raise RuntimeError(
+        f"chain {chain} accepted {result.accept_rate:.3f} of its proposals on average (divergent: "
+        f"{result.num_divergent} of {result.completed_iterations}), below posterior.hmc.min_accept_rate = "
+        f"{min_accept_rate}: lower posterior.hmc.step_size (now {config.step_size}) or num_steps. "
+        f"The chain's checkpoint is kept in {sm.params.checkpoint} (compactbnn.hmc.load_chain reads it)."
+    )
 io.save_npz_atomic(sm.output.samples, {
     "params": np.asarray(result.samples, np.float32),  # (num_kept, num_params), mlp.ravel order
     "layer_sizes": np.asarray(sizes),
@@ -46,3 +43,7 @@ io.save_npz_atomic(sm.output.samples, {
 })
 with open(sm.output.diagnostics, "w") as handle:
     json.dump(summary, handle, indent=2)
+# The outputs hold everything; the checkpoint would keep a second copy of the samples, and a
+# forced rerun (after a code change, say) must sample afresh rather than return the old chain.
+del result
+shutil.rmtree(sm.params.checkpoint)

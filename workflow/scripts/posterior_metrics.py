@@ -1,4 +1,4 @@
-"""Table 1 (against the HMC predictive on the test set) and the pruning curves of Figure 3."""
+"""Table 1 (against the HMC predictive on the test set), the sigma histograms and the pruning curves of Figure 3."""
 
 import jax
 from common import GAUSSIAN_INPUTS, load_data, load_hmc_samples, start
@@ -11,6 +11,7 @@ cfg = sm.params.compact
 arrays = load_data(sm.params.data)
 x, y = arrays["x_test"], arrays["y_test"]
 gaussians = {name: compact.load_compact(sm.input[stem]).q for name, stem in GAUSSIAN_INPUTS.items()}
+experiments.sigma_histograms(gaussians, cfg["sigma_bins"]).to_csv(sm.output.sigma, index=False)
 samples, _ = load_hmc_samples(sm.input.hmc)
 members, _ = io.load_networks(sm.input.ensemble)
 table = experiments.posterior_table(jax.random.key(cfg["seed"]), samples, members, gaussians, x, y,

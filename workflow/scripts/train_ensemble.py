@@ -10,8 +10,10 @@ log = start(sm)
 cfg = sm.params.ensemble
 arrays = load_data(sm.params.data)
 sizes = layer_sizes(arrays, sm.params.model)
+# MAP with the posterior's prior N(0, prior_sd^2), the same prior as HMC and VI
+config = train_config(cfg["training"], prior_sd=sm.params.prior_sd)
 result = ensemble.train_ensemble(jax.random.key(cfg["seed"]), sizes, arrays["x_train"], arrays["y_train"],
-                                 cfg["members"], train_config(cfg["training"]))
+                                 cfg["members"], config)
 accuracy = train.evaluate_many(result.params, arrays["x_test"], arrays["y_test"])["accuracy"]
 log.info("member test accuracies: %s", [round(float(a), 4) for a in accuracy])
 io.save_networks(sm.output[0], result.params)
