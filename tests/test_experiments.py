@@ -1,0 +1,399 @@
+"""Experiments A, B and C as tables (compactbnn.experiments), on tiny digits networks.
+
+The checks use facts that hold whatever the training: a permuted copy computes the same function
+and rebasin recovers its permutation exactly; a network interpolated with itself has no barrier;
+W_lambda at lambda = 0 is W0; the HMC predictive agrees with itself. Values in the tables are
+compared with the library functions they are built from (the row of the right pair, curve, Gaussian).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import random_mlp, stack_trees
+
+from compactbnn import compact, experiments, interpolation, metrics, mlp, permutation, pruning, train
+
+SIZES = [64, 16, 10]
+NOT_COLUMNS = ["run", "not_init", "curve", "not_measured", "distance", "barrier", "barrier_midpoint"]
+INTERPOLATION_COLUMNS = ["epoch", "lambda", "rebasin", "split", "loss", "accuracy", "not_to_w0"]
+TABLE1_COLUMNS = ["method", "representation", "agreement", "tv", "accuracy_samples", "accuracy_mean", "nll", "ece"]
+
+
+@pytest.fixture(scope="module")
+def small(digits):
+    """200 training images (matching, barriers) and the 359 test images."""
+    return {"x": digits["x_train"][:200], "y": digits["y_train"][:200], "x_test": digits["x_test"],
+            "y_test": digits["y_test"]}
+
+
+def analyse(init, init_permuted, trained, trained_permuted, perms, **options) -> pd.DataFrame:
+    return experiments.analyse_not_run(init, init_permuted, trained, trained_permuted, perms, progress=False, **options)
+
+
+def network(params, j):
+    """Network j of a stack."""
+    return jax.tree_util.tree_map(lambda leaf: leaf[j], params)
+
+
+# --- grids ---------------------------------------------------------------------------------------------
+
+def test_not_levels_paper():
+    levels = experiments.not_levels(512, 50)
+    np.testing.assert_array_equal(levels, np.linspace(1, 511, 50).astype(int))
+    assert len(levels) == 50 and len(np.unique(levels)) == 50
+    assert levels[0] == 1 and levels[-1] == 511
+    assert np.all(np.diff(levels) > 0)
+
+
+def test_not_levels_dedup_for_tiny_widths():
+    np.testing.assert_array_equal(experiments.not_levels(4, 10), [1, 2, 3])
+    np.testing.assert_array_equal(experiments.not_levels(2, 5), [1])
+    np.testing.assert_array_equal(experiments.not_levels(16, 1), [1])
+    np.testing.assert_array_equal(experiments.not_levels(16, 5), [1, 4, 8, 11, 15])
+
+
+@pytest.mark.parametrize("width, num_levels", [(1, 5), (0, 5), (16, 0), (16, -2)])
+def test_not_levels_errors(width, num_levels):
+    with pytest.raises(ValueError):
+        experiments.not_levels(width, num_levels)
+
+
+def test_lambda_grid():
+    grid = experiments.lambda_grid(11)
+    np.testing.assert_allclose(grid, np.arange(11) / 10, atol=1e-15)
+    assert grid[0] == 0.0 and grid[-1] == 1.0 and np.any(np.isclose(grid, 0.5))
+    np.testing.assert_array_equal(experiments.lambda_grid(2), [0.0, 1.0])
+    for bad in (1, 0):
+        with pytest.raises(ValueError):
+            experiments.lambda_grid(bad)
+
+
+# --- Experiment A ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sizes, levels", [([64, 16, 10], [1, 4, 8, 11, 15]), ([64, 12, 5, 10], [1, 3, 7, 11])])
+def test_permuted_initialisations(small, sizes, levels):
+    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(3), sizes, levels)
+    hidden = sizes[1:-1]
+    assert mlp.layer_sizes_of(init) == sizes
+    assert len(perms) == len(hidden)
+    assert permuted[0]["weight"].shape == (len(levels), sizes[1], sizes[0])
+    logits = np.asarray(mlp.apply(init, small["x"]))
+    for j, level in enumerate(levels):
+        for layer, width in enumerate(hidden):
+            assert perms[layer].shape == (len(levels), width)
+            # exactly k transpositions, or n_l - 1 where the layer is too narrow for k
+            assert permutation.count_transpositions(perms[layer][j]) == min(level, width - 1)
+        copy = network(permuted, j)
+        expected = permutation.permute(init, [p[j] for p in perms])
+        for got, want in zip(jax.tree_util.tree_leaves(copy), jax.tree_util.tree_leaves(expected)):
+            np.testing.assert_array_equal(got, want)
+        # a permuted copy computes the same function as W_init ...
+        np.testing.assert_allclose(np.asarray(mlp.apply(copy, small["x"])), logits, rtol=1e-5, atol=1e-5)
+        # ... with different weights (every level moves at least one unit)
+        assert not np.array_equal(np.asarray(copy[0]["weight"]), np.asarray(init[0]["weight"]))
+    # same key, same networks and permutations
+    init2, perms2, _ = experiments.permuted_initialisations(jax.random.key(3), sizes, levels)
+    np.testing.assert_array_equal(init2[0]["weight"], init[0]["weight"])
+    for a, b in zip(perms, perms2):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def not_run(small):
+    """Experiment A on an untrained 64-16-10 network: the "trained" networks are the inits themselves."""
+    levels = experiments.not_levels(16, 5)
+    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(0), SIZES, levels)
+    lambdas = experiments.lambda_grid(5)
+    table = analyse(init, permuted, init, permuted, perms, x_match=None, split=(small["x"], small["y"]),
+                    lambdas=lambdas, method="weight", run=3)
+    return dict(levels=levels, init=init, perms=perms, permuted=permuted, lambdas=lambdas, table=table)
+
+
+def test_analyse_not_run_rows_and_columns(not_run):
+    table, levels = not_run["table"], not_run["levels"]
+    assert list(table.columns) == NOT_COLUMNS
+    assert len(table) == 3 * len(levels)
+    assert list(table["curve"]) == [c for c in experiments.NOT_CURVES for _ in levels]
+    assert (table["run"] == 3).all()
+    for curve in experiments.NOT_CURVES:
+        np.testing.assert_array_equal(table.loc[table["curve"] == curve, "not_init"], levels)
+
+
+def test_analyse_not_run_init_curve_recovers_the_planted_permutation(not_run):
+    init_rows = not_run["table"][not_run["table"]["curve"] == "init"]
+    # weight matching finds P exactly for an exact permuted copy
+    np.testing.assert_array_equal(init_rows["not_measured"], init_rows["not_init"])
+    np.testing.assert_array_equal(init_rows["not_measured"], not_run["levels"])
+
+
+def test_analyse_not_run_distance_and_barrier_are_the_pairs(not_run, small):
+    """Each row's distance and barriers are those of its own pair (W_init, P_k W_init)."""
+    init_rows = not_run["table"][not_run["table"]["curve"] == "init"].reset_index(drop=True)
+    lambdas = not_run["lambdas"]
+    for j in range(len(not_run["levels"])):
+        second = network(not_run["permuted"], j)
+        assert init_rows.loc[j, "distance"] == pytest.approx(float(interpolation.squared_distance(not_run["init"], second)),
+                                                             rel=1e-5)
+        loss = interpolation.evaluate_path(not_run["init"], second, lambdas, {"s": (small["x"], small["y"])})["s_loss"]
+        assert init_rows.loc[j, "barrier"] == pytest.approx(loss.max() - 0.5 * (loss[0] + loss[-1]), abs=1e-5)
+        assert init_rows.loc[j, "barrier_midpoint"] == pytest.approx(loss[2] - 0.5 * (loss[0] + loss[-1]), abs=1e-5)
+    assert init_rows["distance"].iloc[-1] > 0
+
+
+def test_analyse_not_run_control_of_untrained_networks_is_zero(not_run):
+    """Aligned by the known P, W_init and P W_init coincide: no distance, no barrier, no NoT."""
+    control = not_run["table"][not_run["table"]["curve"] == "control"]
+    np.testing.assert_array_equal(control["distance"], 0.0)
+    np.testing.assert_allclose(control["barrier"], 0.0, atol=1e-6)
+    np.testing.assert_allclose(control["barrier_midpoint"], 0.0, atol=1e-6)
+    np.testing.assert_array_equal(control["not_measured"], 0)
+
+
+def test_analyse_not_run_trained_curve_uses_the_trained_networks(not_run):
+    """With the inits passed as trained networks, the trained curve equals the init curve."""
+    table = not_run["table"]
+    trained = table[table["curve"] == "trained"].reset_index(drop=True)
+    init_rows = table[table["curve"] == "init"].reset_index(drop=True)
+    for column in ("not_measured", "distance", "barrier"):
+        np.testing.assert_allclose(trained[column], init_rows[column], rtol=1e-6, atol=1e-7)
+
+
+def test_analyse_not_run_trained_and_control_pairs(small):
+    """Different "trained" networks: the trained pair is (T, T'_k), the control pair (P_k T, T'_k)."""
+    levels = [2, 9]
+    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(1), SIZES, levels)
+    trained = random_mlp(11, SIZES)
+    trained_permuted = stack_trees([random_mlp(12, SIZES), random_mlp(13, SIZES)])
+    table = analyse(init, permuted, trained, trained_permuted, perms, x_match=small["x"],
+                    split=(small["x"], small["y"]), lambdas=experiments.lambda_grid(3), method="activation")
+    for j in range(2):
+        second = network(trained_permuted, j)
+        row = table[(table["curve"] == "trained")].iloc[j]
+        assert row["distance"] == pytest.approx(float(interpolation.squared_distance(trained, second)), rel=1e-5)
+        assert row["not_measured"] == interpolation.transpositions_between(trained, second, method="activation",
+                                                                          x=small["x"])
+        controlled = permutation.permute(trained, [p[j] for p in perms])
+        row = table[(table["curve"] == "control")].iloc[j]
+        assert row["distance"] == pytest.approx(float(interpolation.squared_distance(controlled, second)), rel=1e-5)
+    # activation matching also recovers the planted P at initialisation
+    init_rows = table[table["curve"] == "init"]
+    np.testing.assert_array_equal(init_rows["not_measured"], levels)
+
+
+def test_analyse_not_run_midpoint_is_nan_without_half(not_run, small):
+    table = analyse(not_run["init"], not_run["permuted"], not_run["init"], not_run["permuted"], not_run["perms"],
+                    x_match=None, split=(small["x"], small["y"]),
+                    lambdas=experiments.lambda_grid(4), method="weight")
+    assert table["barrier_midpoint"].isna().all()
+    assert table["barrier"].notna().all()
+
+
+def test_analyse_not_run_two_hidden_layers_sums_not(small):
+    """NoT(P) in not_init is summed over hidden layers, as NoT(P') in not_measured is (not the level k per layer)."""
+    sizes = [64, 12, 8, 10]
+    levels = [1, 5, 9]  # 9 > 8 - 1: the second layer gets NoT 7 at that level
+    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(2), sizes, levels)
+    table = analyse(init, permuted, init, permuted, perms, x_match=None, split=(small["x"], small["y"]),
+                    lambdas=experiments.lambda_grid(3), method="weight")
+    init_rows = table[table["curve"] == "init"]
+    planted = [sum(permutation.count_transpositions(p[j]) for p in perms) for j in range(len(levels))]
+    assert planted == [2, 10, 16]
+    np.testing.assert_array_equal(init_rows["not_measured"], init_rows["not_init"])
+    np.testing.assert_array_equal(init_rows["not_init"], planted)
+
+
+# --- Experiment B ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def interpolation_run(small):
+    """Two epochs of snapshots of two networks: (epochs + 1 = 2, 2 networks, ...)."""
+    epochs = [stack_trees([random_mlp(20, SIZES), random_mlp(21, SIZES)]),
+              stack_trees([random_mlp(22, SIZES), random_mlp(23, SIZES)])]
+    snapshots = stack_trees(epochs)
+    lambdas = experiments.lambda_grid(5)
+    splits = {"train": (small["x"], small["y"]), "test": (small["x_test"], small["y_test"])}
+    table = experiments.interpolation_table(snapshots, lambdas, splits, method="weight", x_match=None, progress=False)
+    return dict(snapshots=snapshots, lambdas=lambdas, splits=splits, table=table)
+
+
+def test_interpolation_table_rows_and_columns(interpolation_run):
+    table, lambdas = interpolation_run["table"], interpolation_run["lambdas"]
+    assert list(table.columns) == INTERPOLATION_COLUMNS
+    assert len(table) == 2 * 2 * 2 * len(lambdas)  # epochs x rebasin x splits x lambdas
+    assert set(table["epoch"]) == {0, 1}
+    assert set(table["rebasin"]) == {"before", "after"} and set(table["split"]) == {"train", "test"}
+    for _, group in table.groupby(["epoch", "rebasin", "split"]):
+        np.testing.assert_array_equal(group["lambda"], lambdas)
+
+
+def test_interpolation_table_not_to_w0(interpolation_run):
+    table = interpolation_run["table"]
+    before, after = table[table["rebasin"] == "before"], table[table["rebasin"] == "after"]
+    # W_lambda at lambda = 0 is W0 itself
+    assert (before.loc[before["lambda"] == 0.0, "not_to_w0"] == 0).all()
+    # after rebasin, W_1 is W1 aligned to W0: the identity aligns it again
+    assert (after.loc[after["lambda"] == 1.0, "not_to_w0"] == 0).all()
+    for epoch in (0, 1):
+        w0, w1 = (network(network(interpolation_run["snapshots"], epoch), i) for i in (0, 1))
+        expected = interpolation.transpositions_between(w0, w1, method="weight")
+        assert expected > 0
+        rows = before[(before["epoch"] == epoch) & (before["lambda"] == 1.0)]
+        assert (rows["not_to_w0"] == expected).all()
+
+
+def test_interpolation_table_losses(interpolation_run):
+    table, splits = interpolation_run["table"], interpolation_run["splits"]
+    for epoch in (0, 1):
+        w0, w1 = (network(network(interpolation_run["snapshots"], epoch), i) for i in (0, 1))
+        for split, (x, y) in splits.items():
+            rows = table[(table["epoch"] == epoch) & (table["split"] == split)]
+            at = lambda when, lam, column: float(  # noqa: E731
+                rows.loc[(rows["rebasin"] == when) & (rows["lambda"] == lam), column].iloc[0])
+            ends = [train.evaluate(w, x, y) for w in (w0, w1)]
+            for when in ("before", "after"):
+                assert at(when, 0.0, "loss") == pytest.approx(float(ends[0]["loss"]), abs=1e-5)
+                assert at(when, 0.0, "accuracy") == pytest.approx(float(ends[0]["accuracy"]), abs=1e-6)
+                # the aligned W1 computes the same function as W1
+                assert at(when, 1.0, "loss") == pytest.approx(float(ends[1]["loss"]), abs=1e-5)
+            middle = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), w0, w1)
+            assert at("before", 0.5, "loss") == pytest.approx(float(train.evaluate(middle, x, y)["loss"]), abs=1e-5)
+            # rebasin changes the path between the same ends
+            assert at("after", 0.5, "loss") != pytest.approx(at("before", 0.5, "loss"), abs=1e-4)
+
+
+# --- Experiment C ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def posterior(digits):
+    """Seven 64-16-10 networks trained briefly: four stand for HMC samples, three for ensemble members."""
+    config = train.TrainConfig(optimizer="adam", learning_rate=1e-2, batch_size=128, epochs=3)
+    inits = mlp.init_many(jax.random.key(30), SIZES, 7)
+    result = train.train_many(inits, digits["x_train"], digits["y_train"], jax.random.split(jax.random.key(31), 7),
+                              config, progress=False)
+    hmc = jax.tree_util.tree_map(lambda leaf: leaf[:4], result.params)
+    ensemble = jax.tree_util.tree_map(lambda leaf: leaf[4:], result.params)
+    reference = network(hmc, 0)
+    vi_sd = jax.tree_util.tree_map(lambda leaf: np.full(leaf.shape, 1e-7, np.float32), reference)
+    gaussians = {
+        ("hmc", "q_d"): compact.q_direct(hmc),
+        ("hmc", "q_r"): compact.q_rebasin(hmc, reference="first").q,
+        ("ensemble", "q_d"): compact.q_direct(ensemble),
+        ("ensemble", "q_r"): compact.q_rebasin(ensemble, reference=reference).q,
+        # a VI posterior collapsed on one network: its draws are that network
+        ("vi", "q"): compact.Gaussian(network(ensemble, 0), vi_sd),
+    }
+    return dict(hmc=hmc, ensemble=ensemble, gaussians=gaussians, x=digits["x_test"], y=digits["y_test"])
+
+
+@pytest.fixture(scope="module")
+def table1(posterior):
+    return experiments.posterior_table(jax.random.key(40), posterior["hmc"], posterior["ensemble"], posterior["gaussians"],
+                                       posterior["x"], posterior["y"], num_q_samples=8)
+
+
+def test_posterior_table_rows_and_columns(table1):
+    assert list(table1.columns) == TABLE1_COLUMNS
+    assert list(zip(table1["method"], table1["representation"])) == list(experiments.TABLE1_ROWS)
+
+
+def test_posterior_table_sample_rows(table1, posterior):
+    x, y = posterior["x"], posterior["y"]
+    hmc, ensemble = (table1.iloc[i] for i in (0, 3))
+    reference = metrics.predictive(posterior["hmc"], x)
+    assert hmc["agreement"] == 1.0 and hmc["tv"] == pytest.approx(0.0, abs=1e-12)
+    assert hmc["accuracy_samples"] == pytest.approx(metrics.accuracy(reference, y))
+    assert hmc["nll"] == pytest.approx(metrics.nll(reference, y))
+    assert hmc["ece"] == pytest.approx(metrics.expected_calibration_error(reference, y))
+    members = metrics.predictive(posterior["ensemble"], x)
+    assert ensemble["agreement"] == pytest.approx(metrics.agreement(members, reference))
+    assert ensemble["tv"] == pytest.approx(metrics.total_variation(members, reference))
+    assert ensemble["accuracy_samples"] == pytest.approx(metrics.accuracy(members, y))
+    assert ensemble["agreement"] < 1.0  # the ensemble is not HMC
+    assert np.isnan(hmc["accuracy_mean"]) and np.isnan(ensemble["accuracy_mean"])
+
+
+def test_posterior_table_q_rows_use_their_own_gaussian(table1, posterior):
+    x, y = posterior["x"], posterior["y"]
+    for i, (method, representation) in enumerate(experiments.TABLE1_ROWS):
+        if representation == "sample":
+            continue
+        q = posterior["gaussians"][method, representation]
+        assert table1.iloc[i]["accuracy_mean"] == pytest.approx(metrics.accuracy(metrics.network_probabilities(q.mean, x), y))
+    # the accuracies of the four means differ, so a row reading another Gaussian would be caught
+    assert table1["accuracy_mean"].dropna().nunique() >= 3
+    # VI's draws are (almost exactly) its mean: the predictive is the mean network's
+    vi = table1.iloc[6]
+    mean_probabilities = metrics.network_probabilities(posterior["gaussians"]["vi", "q"].mean, x)
+    reference = metrics.predictive(posterior["hmc"], x)
+    assert vi["accuracy_samples"] == pytest.approx(vi["accuracy_mean"])
+    assert vi["agreement"] == pytest.approx(metrics.agreement(mean_probabilities, reference))
+    assert vi["tv"] == pytest.approx(metrics.total_variation(mean_probabilities, reference), abs=1e-5)
+
+
+def test_posterior_table_is_seeded(table1, posterior):
+    args = (posterior["hmc"], posterior["ensemble"], posterior["gaussians"], posterior["x"], posterior["y"])
+    again = experiments.posterior_table(jax.random.key(40), *args, num_q_samples=8)
+    pd.testing.assert_frame_equal(again, table1)
+    other = experiments.posterior_table(jax.random.key(41), *args, num_q_samples=8)
+    samples = other["representation"] == "sample"
+    pd.testing.assert_frame_equal(other[samples], table1[samples])
+    assert not np.allclose(other.loc[other["representation"] == "q_d", "tv"], table1.loc[table1["representation"] == "q_d", "tv"])
+
+
+def test_pruning_table(posterior):
+    gaussians, x, y = posterior["gaussians"], posterior["x"], posterior["y"]
+    retained = [100, 50, 10]
+    table = experiments.pruning_table(gaussians, x, y, retained)
+    assert list(table.columns) == ["curve", "retained_percent", "accuracy"]
+    assert list(table["curve"]) == [c for c in experiments.PRUNING_CURVES for _ in retained]
+    assert list(table["retained_percent"]) == retained * len(experiments.PRUNING_CURVES)
+    pairs = {
+        "hmc_mu_r": (("hmc", "q_r"), ("hmc", "q_r")), "hmc_mu_d": (("hmc", "q_d"), ("hmc", "q_d")),
+        "ensemble_mu_r": (("ensemble", "q_r"), ("ensemble", "q_r")),
+        "ensemble_mu_d": (("ensemble", "q_d"), ("ensemble", "q_d")),
+        "merged": (("ensemble", "q_r"), ("hmc", "q_r")),  # the ensemble's mu_r pruned by HMC's sigma_r
+        "vi": (("vi", "q"), ("vi", "q")),
+    }
+    curves = {}
+    for curve, (mean_of, sd_of) in pairs.items():
+        expected = pruning.pruning_curve(gaussians[mean_of].mean, gaussians[sd_of].sd, x, y, retained)
+        curves[curve] = table.loc[table["curve"] == curve, "accuracy"].to_numpy()
+        np.testing.assert_allclose(curves[curve], expected, atol=1e-7, err_msg=curve)
+    # merged and the ensemble's own curve share the mean: equal at 100 %, different once pruned
+    assert curves["merged"][0] == curves["ensemble_mu_r"][0]
+    assert not np.array_equal(curves["merged"][1:], curves["ensemble_mu_r"][1:])
+
+
+def test_sigma_histograms():
+    sizes = SIZES
+    num_params = mlp.num_params(sizes)
+    names = [("vi", "q"), ("hmc", "q_r"), ("ensemble", "q_d"), ("hmc", "q_d"), ("ensemble", "q_r")]
+    gaussians = {}
+    for i, name in enumerate(names):
+        sd = jax.tree_util.tree_map(lambda leaf: np.abs(np.asarray(leaf)) * (i + 1), random_mlp(50 + i, sizes))
+        gaussians[name] = compact.Gaussian(random_mlp(60 + i, sizes), sd)
+    num_bins = 7
+    table = experiments.sigma_histograms(gaussians, num_bins)
+    assert list(table.columns) == ["method", "representation", "bin_left", "bin_right", "count", "mean", "median", "p99", "max"]
+    assert len(table) == num_bins * len(names)
+    groups = list(dict.fromkeys(zip(table["method"], table["representation"])))
+    assert groups == sorted(names)
+    top = max(float(np.asarray(mlp.ravel(q.sd)).max()) for q in gaussians.values())
+    edges = None
+    for name, group in table.groupby(["method", "representation"], sort=False):
+        sigmas = np.asarray(mlp.ravel(gaussians[name].sd), np.float64)
+        assert group["count"].sum() == num_params  # every parameter counted once, the largest included
+        group_edges = np.concatenate([group["bin_left"].to_numpy(), group["bin_right"].to_numpy()[-1:]])
+        np.testing.assert_array_equal(group["bin_left"].to_numpy()[1:], group["bin_right"].to_numpy()[:-1])
+        if edges is None:
+            edges = group_edges
+        np.testing.assert_array_equal(group_edges, edges)  # shared bins
+        np.testing.assert_array_equal(group["count"], np.histogram(sigmas, bins=edges)[0])
+        for column, value in (("mean", sigmas.mean()), ("median", np.median(sigmas)), ("p99", np.percentile(sigmas, 99)),
+                              ("max", sigmas.max())):
+            np.testing.assert_allclose(group[column], value, rtol=1e-12, err_msg=column)
+    assert edges[0] == 0.0 and edges[-1] == pytest.approx(top)
+    assert len(edges) == num_bins + 1
