@@ -296,6 +296,8 @@ CASES = {
     "ensemble_mu_r_accuracy": (0.9797 - 0.8640, lambda t: _swap_metric(t, "ensemble", "accuracy_mean"), 0.8640 - 0.9797),
     "ensemble_sigma_r_tail_shorter": (0.53 / 0.60, lambda t: _swap_tail(t, "ensemble"), 0.60 / 0.53),
     "merged_pruning_beats_ensemble": (0.55, break_merged, -0.075),
+    # merged 0.75 against HMC mu_r (0.70 + 0.33) / 2 = 0.515; broken: 0.125 - 0.515
+    "merged_pruning_beats_hmc": (0.75 - 0.515, break_merged, 0.125 - 0.515),
     "hmc_prior_level_sigma": (0.4, lambda t: _move_from_prior(t, "hmc", "q_r"), 0.0),
     "vi_prior_level_sigma": (0.5, lambda t: _move_from_prior(t, "vi", "q"), 0.0),
     "rhat_drops_after_alignment": (1.05 / 1.5, break_rhat, 1.5 / 1.05),
@@ -533,3 +535,16 @@ def test_rhat_claims_need_before_and_after_data():
     (claim,) = claims.rhat_claims(RHAT)
     assert claim.id == "rhat_drops_after_alignment" and claim.passed is True
     assert claim.measured == pytest.approx(1.05 / 1.5)
+
+
+@pytest.mark.parametrize("claim_id", ["control_barrier_small", "init_barrier_small"])
+def test_barrier_ratios_fail_when_the_trained_barrier_is_not_positive(claim_id):
+    tables = paper_tables()
+    n = tables["not"]
+    n.loc[_curve(tables, "trained"), "barrier"] = -n.loc[_curve(tables, "trained"), "barrier"].to_numpy()
+    claim = by_id(run_claims(tables))[claim_id]
+    assert claim.passed is False and np.isnan(claim.measured)
+
+
+def test_rhat_claims_need_both_sides():
+    assert claims.rhat_claims({"before_alignment": {"median": 1.5}}) == []
