@@ -29,8 +29,8 @@ def small(digits):
             "y_test": digits["y_test"]}
 
 
-def analyse(init, init_permuted, trained, trained_permuted, perms, **options) -> pd.DataFrame:
-    return experiments.analyse_not_run(init, init_permuted, trained, trained_permuted, perms, progress=False, **options)
+def analyse(init, trained, trained_permuted, perms, **options) -> pd.DataFrame:
+    return experiments.analyse_not_run(init, trained, trained_permuted, perms, progress=False, **options)
 
 
 def network(params, j):
@@ -107,7 +107,7 @@ def not_run(small):
     levels = experiments.not_levels(16, 5)
     init, perms, permuted = experiments.permuted_initialisations(jax.random.key(0), SIZES, levels)
     lambdas = experiments.lambda_grid(5)
-    table = analyse(init, permuted, init, permuted, perms, x_match=None, split=(small["x"], small["y"]),
+    table = analyse(init, init, permuted, perms, x_match=None, split=(small["x"], small["y"]),
                     lambdas=lambdas, method="weight", run=3)
     return dict(levels=levels, init=init, perms=perms, permuted=permuted, lambdas=lambdas, table=table)
 
@@ -167,7 +167,7 @@ def test_analyse_not_run_trained_and_control_pairs(small):
     init, perms, permuted = experiments.permuted_initialisations(jax.random.key(1), SIZES, levels)
     trained = random_mlp(11, SIZES)
     trained_permuted = stack_trees([random_mlp(12, SIZES), random_mlp(13, SIZES)])
-    table = analyse(init, permuted, trained, trained_permuted, perms, x_match=small["x"],
+    table = analyse(init, trained, trained_permuted, perms, x_match=small["x"],
                     split=(small["x"], small["y"]), lambdas=experiments.lambda_grid(3), method="activation")
     for j in range(2):
         second = network(trained_permuted, j)
@@ -184,7 +184,7 @@ def test_analyse_not_run_trained_and_control_pairs(small):
 
 
 def test_analyse_not_run_midpoint_is_nan_without_half(not_run, small):
-    table = analyse(not_run["init"], not_run["permuted"], not_run["init"], not_run["permuted"], not_run["perms"],
+    table = analyse(not_run["init"], not_run["init"], not_run["permuted"], not_run["perms"],
                     x_match=None, split=(small["x"], small["y"]),
                     lambdas=experiments.lambda_grid(4), method="weight")
     assert table["barrier_midpoint"].isna().all()
@@ -196,7 +196,7 @@ def test_analyse_not_run_two_hidden_layers_sums_not(small):
     sizes = [64, 12, 8, 10]
     levels = [1, 5, 9]  # 9 > 8 - 1: the second layer gets NoT 7 at that level
     init, perms, permuted = experiments.permuted_initialisations(jax.random.key(2), sizes, levels)
-    table = analyse(init, permuted, init, permuted, perms, x_match=None, split=(small["x"], small["y"]),
+    table = analyse(init, init, permuted, perms, x_match=None, split=(small["x"], small["y"]),
                     lambdas=experiments.lambda_grid(3), method="weight")
     init_rows = table[table["curve"] == "init"]
     planted = [sum(permutation.count_transpositions(p[j]) for p in perms) for j in range(len(levels))]

@@ -93,3 +93,11 @@ def test_apply_and_activations():
 def test_bad_layer_sizes(sizes):
     with pytest.raises(ValueError, match="layer_sizes"):
         mlp.init(jax.random.key(0), sizes)
+
+
+def test_repeat_stacks_identical_copies():
+    params = mlp.init(jax.random.key(0), [4, 3, 2])
+    stacked = mlp.repeat(params, 5)
+    assert stacked[0]["weight"].shape == (5, 3, 4) and stacked[1]["bias"].shape == (5, 2)
+    for layer, original in zip(stacked, params):
+        np.testing.assert_array_equal(layer["weight"][4], original["weight"])

@@ -59,13 +59,11 @@ def permuted_initialisations(key: jax.Array, layer_sizes: Sequence[int], levels:
     for layer, width in enumerate(layer_sizes[1:-1]):
         keys = jax.random.split(jax.random.fold_in(perm_key, layer), len(levels))
         perms.append(np.asarray(permutation.permutations_with_transpositions(keys, width, np.minimum(levels, width - 1))))
-    stacked = jax.tree_util.tree_map(lambda leaf: jnp.broadcast_to(leaf, (len(levels),) + leaf.shape), init)
-    return init, perms, permutation.permute_many(stacked, perms)
+    return init, perms, permutation.permute_many(mlp.repeat(init, len(levels)), perms)
 
 
 def analyse_not_run(
     init: mlp.Params,
-    init_permuted: mlp.Params,
     trained: mlp.Params,
     trained_permuted: mlp.Params,
     perms: Sequence[np.ndarray],
@@ -79,20 +77,18 @@ def analyse_not_run(
 ) -> pd.DataFrame:
     """One run of Experiment A as rows (run, not_init, curve, not_measured, distance, barrier, barrier_midpoint).
 
-    ``init``/``trained`` are the first network (no model axis), ``init_permuted``/
-    ``trained_permuted`` the L permuted copies (stacked), ``perms`` the known P: one (L, n_l)
-    array per hidden layer. ``not_init`` is NoT(P) and ``not_measured`` NoT(P') that rebasin (``method``; activation matching on ``x_match``)
+    ``init``/``trained`` are the first network (no model axis) before and after training,
+    ``trained_permuted`` the L trained copies (stacked) that started at ``P_k init``, ``perms`` the
+    known P: one (L, n_l) array per hidden layer. ``not_init`` is NoT(P) and ``not_measured`` NoT(P') that rebasin (``method``; activation matching on ``x_match``)
     finds to align the second network to the first, summed over hidden layers; ``barrier`` is
     the maximum over ``lambdas`` on ``split`` = (x, y), ``barrier_midpoint`` the lambda = 0.5
     variant (the authors' code; NaN when 0.5 is not on the grid).
     """
     # NoT(P) summed over hidden layers, as NoT(P') is: with one hidden layer, the level k itself
     not_init = np.sum([np.asarray(permutation.count_transpositions_many(p)) for p in perms], axis=0).astype(int)
-    num_levels = len(not_init)
-    broadcast = lambda params: jax.tree_util.tree_map(lambda leaf: jnp.broadcast_to(leaf, (num_levels,) + leaf.shape), params)
-    trained_stack = broadcast(trained)
+    init_stack, trained_stack = mlp.repeat(init, len(not_init)), mlp.repeat(trained, len(not_init))
     pairs = {
-        "init": (broadcast(init), init_permuted),
+        "init": (init_stack, permutation.permute_many(init_stack, perms)),
         "trained": (trained_stack, trained_permuted),
         # alignment by the known P: P W0_trained against the trained second network
         "control": (permutation.permute_many(trained_stack, perms), trained_permuted),

@@ -53,6 +53,11 @@ def stack_one(params: Params) -> Params:
     return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf)[None], params)
 
 
+def repeat(params: Params, num_models: int) -> Params:
+    """One network as a stack of ``num_models`` identical copies (a broadcast, no copy is made)."""
+    return jax.tree_util.tree_map(lambda leaf: jnp.broadcast_to(leaf, (num_models,) + jnp.shape(leaf)), params)
+
+
 def check_layer_sizes(layer_sizes: Sequence[int]) -> list[int]:
     sizes = [int(s) for s in layer_sizes]
     if len(sizes) < 2 or any(s < 1 for s in sizes) or list(layer_sizes) != sizes:

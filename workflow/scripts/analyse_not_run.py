@@ -3,7 +3,7 @@
 import jax
 from common import first, load_data, start
 
-from compactbnn import experiments, io, mlp, permutation
+from compactbnn import experiments, io, mlp
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)
@@ -11,13 +11,9 @@ cfg = sm.params.experiment
 arrays = load_data(sm.params.data)
 trained, saved = io.load_networks(sm.input.networks)
 sizes = mlp.layer_sizes_of(jax.tree_util.tree_map(lambda leaf: leaf[0], trained))
-levels = saved["levels"]
 perms = [saved[f"perm{layer}"] for layer in range(len(sizes) - 2)]
-init = mlp.unravel(saved["init"], sizes)
-init_stack = jax.tree_util.tree_map(lambda leaf: jax.numpy.broadcast_to(leaf, (len(levels),) + leaf.shape), init)
 table = experiments.analyse_not_run(
-    init,
-    permutation.permute_many(init_stack, perms),
+    mlp.unravel(saved["init"], sizes),
     jax.tree_util.tree_map(lambda leaf: leaf[0], trained),
     jax.tree_util.tree_map(lambda leaf: leaf[1:], trained),
     perms,
