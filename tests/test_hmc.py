@@ -103,13 +103,32 @@ def test_kernel_takes_configured_step_size_and_path_length(problem):
 
 
 def test_kept_indices_for_the_paper():
-    indices = hmc.kept_indices(500, 9899, 1000)
-    assert len(indices) == 1000 and indices[0] == 500 and indices[-1] == 9899
+    indices = hmc.kept_indices(600, 9999, 1000)
+    assert len(indices) == 1000 and indices[0] == 600 and indices[-1] == 9999
     assert np.all(np.diff(indices) >= 9) and np.all(np.diff(indices) <= 10)
     assert indices.dtype.kind == "i"
     np.testing.assert_array_equal(hmc.HMCConfig().kept_indices, indices)
     np.testing.assert_array_equal(hmc.kept_indices(3, 7, 5), [3, 4, 5, 6, 7])
     np.testing.assert_array_equal(hmc.kept_indices(0, 10, 3), [0, 5, 10])
+    # rounded down, as numpy's linspace(..., dtype=int) in the authors' code: 0, 1.5, 3 -> 0, 1, 3
+    np.testing.assert_array_equal(hmc.kept_indices(0, 3, 3), [0, 1, 3])
+
+
+def authors_kept_transitions(num_samples=10_000, burn=100, list_indices=np.linspace(500, 9899, 1000, dtype=int)):
+    """The transitions behind the authors' kept list indices, worked out from hamiltorch's ``sample``.
+
+    hamiltorch's loop ``for n in range(num_samples)`` makes transition n + 1 and appends the new
+    state to its list only when ``n > burn``; the list starts with ``params_init``. So list index j
+    (j >= 1) holds the state after transition burn + j + 1, which is our iteration burn + j
+    (iteration i = the state after i + 1 transitions).
+    """
+    appended_at = [n for n in range(num_samples) if n > burn]  # loop index of list entries 1, 2, ...
+    assert len(appended_at) + 1 == 9900  # the authors' list: params_init and 9,899 samples
+    return np.array([appended_at[j - 1] for j in list_indices])
+
+
+def test_kept_indices_are_the_authors_transitions():
+    np.testing.assert_array_equal(hmc.HMCConfig().kept_indices, authors_kept_transitions())
 
 
 def test_paper_defaults():

@@ -3,8 +3,8 @@
 The paper samples the posterior of a 784-512-10 MLP with hamiltorch: a N(0, 1) prior on every
 weight and bias, the categorical likelihood summed over all 60,000 training images, step size
 1e-3, 500 leapfrog steps per iteration, no adaptation, 10,000 iterations, 1,000 samples kept
-evenly spaced over iterations 500..9,899. Here the model is a plain NumPyro function of sample
-sites (``bnn_model``) and the transition is NumPyro's ``HMC`` kernel, driven in chunks:
+evenly spaced over iterations 600..9,999 (``kept_indices``). Here the model is a plain NumPyro
+function of sample sites (``bnn_model``) and the transition is NumPyro's ``HMC`` kernel, driven in chunks:
 
 * **Step size as configured.** NumPyro's ``HMC`` keeps ``trajectory_length = 2 pi`` by default
   and then silently uses ``2 pi / num_steps`` as the step. We pass ``num_steps`` and
@@ -135,12 +135,16 @@ def potential_energy(params: mlp.Params, x: jax.Array, y: jax.Array, prior_sd: f
 # Configuration
 
 
-def kept_indices(keep_first: int = 500, keep_last: int = 9899, num_kept: int = 1000) -> np.ndarray:
+def kept_indices(keep_first: int = 600, keep_last: int = 9999, num_kept: int = 1000) -> np.ndarray:
     """Iteration indices of the kept samples: ``num_kept`` values evenly spaced over keep_first..keep_last.
 
-    ``np.rint(np.linspace(keep_first, keep_last, num_kept))``, as sorted unique int64, both ends
-    included. Iterations are counted from 0 after any warmup. The paper's numbers (500, 9899,
-    1000) give 1,000 indices 500, 509, 519, ..., 9899 (spacing 9.4: every 9th or 10th).
+    ``np.linspace(keep_first, keep_last, num_kept)`` rounded down, as the authors' ``np.linspace(...,
+    dtype=int)``, both ends included. Iterations are counted from 0 after any warmup; iteration i
+    is the state after i + 1 transitions. The defaults are the transitions the authors kept:
+    hamiltorch returns its initial parameters at list index 0 and, with ``burn=100``, the states
+    after transitions 102..10,000 at list indices 1..9,899, so list index j is our iteration
+    j + 100, and the authors' list indices ``np.linspace(500, 9899, 1000, dtype=int)`` are
+    iterations 600, 609, 618, ..., 9999 (spacing 9.4; the paper's "600 burn-in").
     Raises if fewer than ``num_kept`` distinct indices fit the range.
     """
     for name, value in (("keep_first", keep_first), ("keep_last", keep_last), ("num_kept", num_kept)):
@@ -152,8 +156,8 @@ def kept_indices(keep_first: int = 500, keep_last: int = 9899, num_kept: int = 1
         raise ValueError(f"num_kept must lie in 1..{keep_last - keep_first + 1} (keep_last - keep_first + 1), got {num_kept}")
     if num_kept == 1:
         return np.array([keep_first], dtype=np.int64)
-    indices = np.unique(np.rint(np.linspace(keep_first, keep_last, num_kept)).astype(np.int64))
-    assert len(indices) == num_kept  # spacing >= 1 guarantees distinct rounded values
+    indices = np.unique(np.floor(np.linspace(keep_first, keep_last, num_kept)).astype(np.int64))
+    assert len(indices) == num_kept  # spacing >= 1 guarantees distinct rounded-down values
     return indices
 
 
@@ -181,8 +185,8 @@ class HMCConfig:
     step_size: float = 1e-3
     num_steps: int = 500
     num_iterations: int = 10_000
-    keep_first: int = 500
-    keep_last: int = 9899
+    keep_first: int = 600
+    keep_last: int = 9999
     num_kept: int = 1000
     chunk_size: int = 100
     prior_sd: float = 1.0
