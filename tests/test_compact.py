@@ -136,3 +136,85 @@ def test_ravel_stack_equals_ravel_of_the_permuted_stack():
     expected = np.asarray(mlp.ravel(permutation.permute_many(samples, perms)))
     np.testing.assert_array_equal(compact.ravel_stack(samples, perms, chunk_size=3), expected)
     np.testing.assert_array_equal(compact.ravel_stack(samples, chunk_size=4), np.asarray(mlp.ravel(samples)))
+
+
+# --- Experiment C as the authors aligned it -----------------------------------------------------
+
+
+def _hmc_like(num=12, seed=0, live=8, dead=24, hidden=10):
+    """HMC-like samples: inputs with always-black pixels, whose first-layer weights wander at prior scale.
+
+    Every sample is one network with small noise on the weights that touch live pixels, fresh
+    N(0, 1) draws on the weights of the ``dead`` always-zero pixels, and its hidden units permuted.
+    Returns (inputs with the dead pixels zero, planted perms (num, hidden), samples).
+    """
+    rng = np.random.default_rng(seed)
+    sizes = [live + dead, hidden, 3]
+    base = mlp.unravel(np.asarray(mlp.ravel(mlp.init(jax.random.key(seed), sizes))) * 3.0, sizes)
+    perms = np.stack([rng.permutation(hidden) for _ in range(num)]).astype(np.int32)
+    networks = []
+    for s in range(num):
+        layers = jax.tree_util.tree_map(lambda leaf: np.array(leaf) + rng.normal(0, NOISE, np.shape(leaf)), base)
+        layers[0]["weight"][:, live:] = rng.normal(0, 1.0, (hidden, dead))  # no data touches these weights
+        networks.append(permutation.permute(layers, [perms[s]]))
+    samples = jax.tree_util.tree_map(lambda *leaves: np.stack(leaves).astype(np.float32), *networks)
+    x = np.zeros((400, live + dead), np.float32)
+    x[:, :live] = rng.normal(0, 1, (400, live))  # every hidden unit active on some inputs: no ties
+    return x, perms, samples
+
+
+def test_activation_matching_aligns_hmc_like_samples_where_weight_matching_fails():
+    x, perms, samples = _hmc_like()
+    expected = _expected_alignment([perms], 0)[0]
+    by_activation = compact.q_rebasin(samples, method="activation", x=x)
+    np.testing.assert_array_equal(by_activation.perms[0], expected)
+    by_weight = compact.q_rebasin(samples, method="weight")
+    recovered = np.mean([np.array_equal(a, b) for a, b in zip(by_weight.perms[0][1:], expected[1:])])
+    assert recovered < 0.5, f"weight matching recovered {recovered:.0%} of the planted permutations"
+
+
+def test_unaligned_mean_reference_is_the_mean_of_q_d():
+    sizes = [6, 10, 4]
+    _, _, samples = _planted(sizes, seed=2)
+    result = compact.q_rebasin(samples, reference="unaligned_mean")
+    np.testing.assert_allclose(_flat(result.reference), _flat(compact.q_direct(samples).mean), atol=1e-6)
+    np.testing.assert_allclose(_flat(compact.moments(samples, perms=result.perms).mean), _flat(result.q.mean), atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["weight", "activation"])
+def test_two_stage_alignment_recovers_a_planted_ensemble(method):
+    sizes = [6, 10, 4]
+    base, perms, members = _planted(sizes, num=6, seed=3)
+    x = np.asarray(jax.random.normal(jax.random.key(4), (500, 6)))
+    shared = np.asarray(jax.random.permutation(jax.random.key(5), 10), np.int32)
+    reference = permutation.permute(base, [shared])  # e.g. HMC's first sample, in another basis
+    result = compact.q_rebasin_two_stage(members, reference, method=method, x=x if method == "activation" else None)
+    # The planted ensemble: the unpermuted noisy members' mean and sd, in the reference's basis.
+    unpermuted = permutation.permute_many(members, [np.stack([np.asarray(permutation.inverse(p)) for p in perms[0]])])
+    planted = compact.moments(unpermuted)
+    np.testing.assert_allclose(_flat(result.q.mean), _flat(permutation.permute(planted.mean, [shared])), atol=1e-5)
+    np.testing.assert_allclose(_flat(result.q.sd), _flat(permutation.permute(planted.sd, [shared])), atol=1e-5)
+    # each member's permutation composes both stages
+    np.testing.assert_allclose(_flat(compact.moments(members, perms=result.perms).mean), _flat(result.q.mean), atol=1e-5)
+    assert result.reference is reference and result.not_to_reference.shape == (6,)
+
+
+def test_align_gaussian_by_draws_recovers_the_permutation_of_a_wide_gaussian():
+    """VI as the authors aligned it: activations averaged over draws from q, mean and sd permuted together."""
+    sizes = [6, 12, 4]
+    key = jax.random.key(6)
+    mean = jax.tree_util.tree_map(lambda leaf: 3.0 * leaf, mlp.init(key, sizes))
+    sd = jax.tree_util.tree_map(lambda leaf: 0.2 * jnp_abs(leaf) + 0.05, mean)
+    planted = np.asarray(jax.random.permutation(jax.random.key(7), 12), np.int32)
+    q = compact.Gaussian(*permutation.permute_gaussian(mean, sd, [planted]))
+    x = np.asarray(jax.random.normal(jax.random.key(8), (500, 6)))
+    aligned, perms = compact.align_gaussian(q, mean, method="activation", x=x, activation_draws=10, key=key)
+    np.testing.assert_array_equal(perms[0], np.asarray(permutation.inverse(planted)))
+    np.testing.assert_allclose(_flat(aligned.mean), _flat(mean), atol=1e-6)
+    np.testing.assert_allclose(_flat(aligned.sd), _flat(sd), atol=1e-6)
+    with pytest.raises(ValueError, match="activation_draws needs method='activation'"):
+        compact.align_gaussian(q, mean, activation_draws=10)
+
+
+def jnp_abs(leaf):
+    return np.abs(np.asarray(leaf))

@@ -33,10 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from compactbnn import io, mlp, permutation, rebasin
+from compactbnn import io, metrics, mlp, permutation, rebasin
 
 DEFAULT_CHUNK_SIZE = 100  # networks permuted and accumulated at once
-REFERENCES = ("first", "mean")
+REFERENCES = ("first", "mean", "unaligned_mean")
 
 
 class Gaussian(NamedTuple):
@@ -182,8 +182,10 @@ def q_rebasin(
       samples: stacked params (S, ...), numpy or JAX.
       reference: ``"first"`` or None (the first network, as in the authors' code; its own
         permutation is the identity by definition), an unstacked params pytree (e.g. the first
-        kept HMC sample, to express an ensemble in HMC's basis), or ``"mean"`` (iterate: align to
-        the mean of the aligned stack until no permutation changes, at most ``max_rounds``).
+        kept HMC sample, to express an ensemble in HMC's basis), ``"mean"`` (iterate: align to
+        the mean of the aligned stack until no permutation changes, at most ``max_rounds``), or
+        ``"unaligned_mean"`` (align once to the mean of the unaligned stack, the authors'
+        ``rb2mean``).
       method: ``rebasin`` method, "weight", "activation" (needs ``x``) or "cosine_first_layer".
       x: inputs (N, D) for activation matching.
       ddof: 1 (sample sd, the authors' torch.std) or 0.
@@ -201,7 +203,12 @@ def q_rebasin(
         _, perms = rebasin.align_to_mean(samples, max_rounds=max_rounds, **common)
         ref = None  # the mean of the aligned stack, i.e. q.mean, set below
     else:
-        ref = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[0]), samples) if reference in (None, "first") else reference
+        if reference in (None, "first"):
+            ref = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[0]), samples)
+        elif isinstance(reference, str):  # "unaligned_mean"
+            ref = moments(samples, ddof=ddof, chunk_size=chunk_size).mean
+        else:
+            ref = reference
         perms = [np.array(p, np.int32) for p in rebasin.align_many(ref, samples, **common)]
         if reference in (None, "first"):
             # The reference aligned to itself is the identity. Matching can return another
@@ -223,21 +230,61 @@ def align_gaussian(
     method: str = "weight",
     x=None,
     key: jax.Array | None = None,
+    activation_draws: int = 0,
     **align_options,
 ) -> tuple[Gaussian, list[np.ndarray]]:
-    """Put a mean-field Gaussian (VI's q) in a reference network's basis.
+    """Put a mean-field Gaussian (VI's q, an ensemble's q_r) in a reference network's basis.
 
-    The mean is aligned to ``reference`` by rebasin (activation matching uses the mean
-    network's activations; the authors' code averaged 10 sampled networks' activations), and
-    mean and sd are permuted together. Returns (aligned Gaussian, perms: one (n_l,) array per
-    hidden layer); ``permutation.total_transpositions(perms)`` is the NoT to the reference.
+    By default the mean network is aligned to ``reference`` by rebasin (``method``). With
+    activation matching and ``activation_draws = K > 0``, K networks drawn from q (key ``key``)
+    are aligned jointly instead: their summed activation similarity, i.e. the similarity of their
+    mean activation, is maximised (``rebasin.align_draws``; the authors' VI alignment averaged
+    the activations of 10 sampled networks). Mean and sd are then permuted together. Returns
+    (aligned Gaussian, perms: one (n_l,) array per hidden layer);
+    ``permutation.total_transpositions(perms)`` is the NoT to the reference.
     """
     q = _as_gaussian(q)
     permutation.check_params(reference, "reference")
-    stacked_mean = mlp.stack_one(q.mean)
-    perms = [np.asarray(p[0], np.int32) for p in rebasin.align_many(reference, stacked_mean, method=method, x=x, key=key, **align_options)]
+    if not isinstance(activation_draws, (int, np.integer)) or isinstance(activation_draws, bool) or activation_draws < 0:
+        raise ValueError(f"activation_draws must be a non-negative integer, got {activation_draws!r}")
+    if activation_draws and method != "activation":
+        raise ValueError(f"activation_draws needs method='activation', got method={method!r}")
+    if activation_draws:
+        draws = metrics.sample_gaussian(jax.random.key(0) if key is None else key, q, activation_draws)
+        perms = [np.asarray(p, np.int32) for p in rebasin.align_draws(reference, draws, x, **align_options)]
+    else:
+        stacked_mean = mlp.stack_one(q.mean)
+        perms = [np.asarray(p[0], np.int32)
+                 for p in rebasin.align_many(reference, stacked_mean, method=method, x=x, key=key, **align_options)]
     mean, sd = permutation.permute_gaussian(q.mean, q.sd, perms)
     return Gaussian(mean, sd), perms
+
+
+def q_rebasin_two_stage(
+    samples: mlp.Params,
+    reference: mlp.Params,
+    *,
+    method: str = "weight",
+    x=None,
+    ddof: int = 1,
+    key: jax.Array | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: bool | str = False,
+) -> CompactResult:
+    """q_r of a stack in a shared reference's basis, in the authors' two stages (the deep ensemble).
+
+    Stage 1 aligns every network to the stack's first network and takes mean and sd there
+    (MNIST_models.py ``vri``); stage 2 aligns that Gaussian's mean network to ``reference`` and
+    permutes mean and sd alongside (MNIST_eval_pairplot.py). Each network's permutation is the
+    composition of its two stages, so ``moments(samples, perms=result.perms)`` equals ``result.q``.
+    ``q_rebasin(samples, reference=reference)`` is the one-stage alternative.
+    """
+    within = q_rebasin(samples, reference="first", method=method, x=x, ddof=ddof, key=key, chunk_size=chunk_size,
+                       progress=progress)
+    q, shared = align_gaussian(within.q, reference, method=method, x=x, key=key)
+    perms = [np.asarray(permutation.compose(p, s), np.int32) for p, s in zip(within.perms, shared)]
+    nots = np.sum([np.asarray(permutation.count_transpositions_many(p)) for p in perms], axis=0).astype(np.int64)
+    return CompactResult(q=q, perms=perms, not_to_reference=nots, reference=reference)
 
 
 def _as_gaussian(q) -> Gaussian:

@@ -16,7 +16,8 @@ similarity matrix per hidden layer and a linear assignment problem (LAP) solved 
   network do not depend on how its units are ordered, so every layer is one independent LAP.
 
 Everything works on many networks at once: ``align_many`` aligns a stack (leading model axis
-M) to one reference, ``match_pairs`` aligns each network to its own reference. Similarity
+M) to one reference, ``match_pairs`` aligns each network to its own reference, ``align_draws``
+gives one joint permutation to draws of one stochastic network (VI's q). Similarity
 matrices are computed in jitted, vmapped JAX for chunks of networks, and the LAPs of a chunk are
 solved in a thread pool (SciPy releases the GIL) while JAX computes the next chunk.
 
@@ -116,6 +117,24 @@ def match_pairs(params_ref_stacked: mlp.Params, params_stacked: mlp.Params, *, m
     return _align(params_ref_stacked, params_stacked, sizes, ref_stacked=True, method=method, x=x, key=key,
                   max_sweeps=max_sweeps, batch_size=batch_size, chunk_size=chunk_size, workers=workers,
                   progress=progress)
+
+
+def align_draws(params_ref: mlp.Params, draws: mlp.Params, x, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                chunk_size: int | None = None, progress: bool | str = False) -> list[np.ndarray]:
+    """One permutation per hidden layer that aligns a whole stack of draws jointly, by activation matching.
+
+    The draws (leading axis K) are networks sampled from one stochastic network, e.g. a mean-field
+    Gaussian q: they share their unit order, so they get one permutation. Per hidden layer it
+    maximises ``sum_k sum_x a_ref(x) a_k(x)^T``, which equals K times the similarity to the draws'
+    mean activation ``(1/K) sum_k a_k(x)``: the authors' alignment of VI (rebasin.py
+    ``vi_net_matching``, activations averaged over 10 sampled networks). Returns (n_l,) int32 arrays.
+    """
+    sizes = _check_pair(params_ref, draws, ref_stacked=False)
+    x = _check_inputs(x, sizes[0])
+    costs = _activation_similarities(_to_jax(params_ref), _to_jax(draws), x, ref_stacked=False, batch_size=batch_size,
+                                     chunk_size=DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size),
+                                     progress=progress)
+    return [_solve_laps(c.sum(axis=0, dtype=np.float64)[None], None)[0][0] for c in costs]
 
 
 def align_to_mean(params_stacked: mlp.Params, *, method: str = "weight", x=None, max_rounds: int = 10,
