@@ -35,6 +35,8 @@ rule compact:
             "matching",
             "match_size",
             "max_rounds",
+            "ensemble_alignment",
+            "vi_activation_draws",
             "seed",
         ),
         matmul_precision=config["matmul_precision"],

@@ -20,10 +20,13 @@ log.info("HMC: %d samples from %d chain(s); aligning to reference '%s' by %s mat
 hmc_r = compact.q_rebasin(samples, reference=cfg["reference"], max_rounds=cfg["max_rounds"], progress="HMC", **options)
 # The ensemble and VI are expressed in HMC's basis, so that any mean can meet any sigma (the merged curve).
 members, _ = io.load_networks(sm.input.ensemble)
-ensemble_r = compact.q_rebasin(members, reference=hmc_r.reference, **options)
+if cfg["ensemble_alignment"] == "two_stage":  # the authors': within the ensemble first, then to HMC's reference
+    ensemble_r = compact.q_rebasin_two_stage(members, hmc_r.reference, progress="ensemble", **options)
+else:
+    ensemble_r = compact.q_rebasin(members, reference=hmc_r.reference, progress="ensemble", **options)
 vi_mean, vi_extra = io.load_networks(sm.input.vi)
 vi_q, vi_perms = compact.align_gaussian(compact.Gaussian(vi_mean, mlp.unravel(vi_extra["sd"], mlp.layer_sizes_of(vi_mean))),
-                                        hmc_r.reference, **options)
+                                        hmc_r.reference, activation_draws=cfg["vi_activation_draws"], **options)
 log.info("NoT to the reference: HMC median %d (max %d), ensemble %s, VI %d",
          int(np.median(hmc_r.not_to_reference)), int(hmc_r.not_to_reference.max()),
          ensemble_r.not_to_reference.tolist(), permutation.total_transpositions(vi_perms))
