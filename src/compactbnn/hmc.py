@@ -822,26 +822,58 @@ class _Engine:
 # Checkpoint files
 
 
+# The record of the chunk before the last: a fallback if state.pkl is lost or damaged (a full disk,
+# a copy cut short). Its kept samples are a prefix of samples.npy's rows, so resuming from it redoes
+# one chunk and reproduces the uninterrupted chain bit for bit.
+PREVIOUS_STATE_FILE = "state.previous.pkl"
+
+
 def _read_checkpoint(directory: Path) -> dict | None:
-    path = directory / STATE_FILE
-    if not path.exists():
-        return None
-    with open(path, "rb") as stream:
-        record = pickle.load(stream)
-    if record.get("fingerprint", {}).get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an HMC checkpoint of format {CHECKPOINT_FORMAT}; delete it to restart")
-    return record
+    """The newest readable record: state.pkl, else the previous chunk's, else None (the chain restarts).
+
+    An unreadable file is named in a RuntimeWarning before falling back; a readable record of
+    another checkpoint format is an error.
+    """
+    for name in (STATE_FILE, PREVIOUS_STATE_FILE):
+        path = directory / name
+        if not path.exists():
+            continue
+        try:
+            with open(path, "rb") as stream:
+                record = pickle.load(stream)
+        except Exception as error:  # truncated or corrupted: EOFError, UnpicklingError, ValueError, ...
+            fallback = (f"falling back to {directory / PREVIOUS_STATE_FILE}" if name == STATE_FILE
+                        else "restarting the chain from its first iteration")
+            warnings.warn(f"HMC checkpoint {path} is unreadable ({type(error).__name__}: {error}); {fallback}",
+                          RuntimeWarning, stacklevel=2)
+            continue
+        if not isinstance(record, dict) or record.get("fingerprint", {}).get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not an HMC checkpoint of format {CHECKPOINT_FORMAT}; delete it to restart")
+        if name == PREVIOUS_STATE_FILE and not (directory / STATE_FILE).exists():
+            warnings.warn(f"HMC checkpoint {directory / STATE_FILE} is missing; resuming from the previous chunk's {path}",
+                          RuntimeWarning, stacklevel=2)
+        return record
+    return None
 
 
 def _write_checkpoint(directory: Path, record: dict) -> None:
-    """Pickle the record next to state.pkl, then rename it into place (the chunk's commit point)."""
+    """Pickle the record next to state.pkl, keep the old one as state.previous.pkl, rename the new one into place.
+
+    The rename is the chunk's commit point; a kill between the two renames leaves the previous
+    record, which _read_checkpoint falls back to. Files get the umask's mode, like other outputs.
+    """
+    from compactbnn.io import new_file_mode
+
     directory.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=directory, prefix=f".{STATE_FILE}.", suffix=".tmp")
     try:
+        os.fchmod(handle, new_file_mode())
         with os.fdopen(handle, "wb") as stream:
             pickle.dump(record, stream, protocol=pickle.HIGHEST_PROTOCOL)
             stream.flush()
             os.fsync(stream.fileno())
+        if (directory / STATE_FILE).exists():
+            os.replace(directory / STATE_FILE, directory / PREVIOUS_STATE_FILE)
         os.replace(tmp, directory / STATE_FILE)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,4 +1,8 @@
-"""Small file helpers shared by the library: atomic writes, so a killed job leaves no half file."""
+"""Small file helpers shared by the library: atomic writes, so a killed job leaves no half file.
+
+Atomic writes go through a temporary file that is renamed into place; it gets the mode any
+other new file would get (the umask's), so group members on a cluster can read the outputs.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,21 @@ from typing import Mapping
 import numpy as np
 
 
+def new_file_mode() -> int:
+    """The mode open() gives a new file: 0666 less the process's umask (e.g. 0644, or 0664 for a group)."""
+    # os.umask can only be read by setting it; set it straight back (no thread of ours creates files meanwhile)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` as an uncompressed npz next to ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, new_file_mode())  # mkstemp's 0600 would hide the file from the group
         with os.fdopen(handle, "wb") as stream:
             np.savez(stream, **{key: np.asarray(value) for key, value in arrays.items()})
         os.replace(tmp, path)

@@ -2,20 +2,23 @@
 
 Scripts are thin adapters between Snakemake and the library: they read ``snakemake.input``,
 ``snakemake.params`` and ``snakemake.wildcards``, call compactbnn, and write the outputs.
-``workflow/rules/common.smk`` imports this module too, to check the config with the same
-adapters before any job runs.
+The config was checked before any job ran (``config_checks.py``, called by the Snakefile).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-import re
 import sys
 
 # Several jobs may share one GPU (Snakemake limits them only with --resources gpu=N): JAX must
 # not grab 75 % of the GPU's memory at start. Set before JAX initialises its backend.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+# The jobs run the code of the repository they belong to, whether or not compactbnn is installed in
+# their environment: a conda env made by --sdm conda holds the third-party packages only.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src"))
 
 import numpy as np  # noqa: E402
 
@@ -29,6 +32,7 @@ def start(snakemake) -> logging.Logger:
     if snakemake.log:
         stream = open(snakemake.log[0], "w", buffering=1)
         sys.stdout = sys.stderr = stream
+    sys.excepthook = _report_unwritable
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s", force=True)
     precision = snakemake.params.get("matmul_precision")
     if precision is not None:
@@ -36,6 +40,19 @@ def start(snakemake) -> logging.Logger:
 
         jax.config.update("jax_default_matmul_precision", precision)
     return logging.getLogger(snakemake.rule)
+
+
+# A full disk, a quota, a read-only or foreign directory: the path and the cause in one line, no traceback.
+UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _report_unwritable(kind, error, traceback):
+    """sys.excepthook of every job: an unwritable file in one line; any other error with its traceback."""
+    if isinstance(error, OSError) and error.errno in UNWRITABLE:
+        path = error.filename if error.filename is not None else "a file of this job"
+        print(f"{path}: {error.strerror} ({errno.errorcode[error.errno]})", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, error, traceback)
 
 
 def load_data(data_cfg: dict) -> dict[str, np.ndarray]:
@@ -59,11 +76,6 @@ def first(x: np.ndarray, size: int | None) -> np.ndarray:
     return x if size is None else x[:size]
 
 
-# HMCConfig's field -> the config key it comes from (the others are posterior.hmc.<field>).
-HMC_CONFIG_KEYS = {"num_iterations": "posterior.hmc.iterations", "num_warmup": "posterior.hmc.warmup",
-                   "prior_sd": "posterior.prior_sd", "matmul_precision": "matmul_precision"}
-
-
 def hmc_config(hmc_cfg: dict, prior_sd: float, matmul_precision: str):
     """The library's HMCConfig from the config's posterior.hmc section."""
     from compactbnn import hmc
@@ -74,13 +86,6 @@ def hmc_config(hmc_cfg: dict, prior_sd: float, matmul_precision: str):
         chunk_size=hmc_cfg["chunk_size"], prior_sd=prior_sd, adapt_step_size=hmc_cfg["adapt_step_size"],
         num_warmup=hmc_cfg["warmup"], init=hmc_cfg["init"], matmul_precision=matmul_precision,
     )
-
-
-def hmc_config_key(error: Exception) -> str:
-    """The config key behind an HMCConfig validation error ("HMCConfig.<field> must ...")."""
-    match = re.search(r"HMCConfig\.(\w+)", str(error))
-    field = match.group(1) if match else ""
-    return HMC_CONFIG_KEYS.get(field, f"posterior.hmc.{field}" if field else "posterior.hmc")
 
 
 def load_hmc_samples(paths) -> tuple[list, list[int]]:

@@ -1,0 +1,131 @@
+"""Interruptions, damaged files and shared machines: outputs stay under results/NAME, checkpoints
+survive truncation, files get the umask's mode, a broken download is named."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import stat
+
+import jax
+import numpy as np
+import pytest
+
+from compactbnn import data, hmc, io
+from conftest import copy_workflow, snakemake
+
+# ---------------------------------------------------------------------------------------------
+# Every output of every rule lies under results/NAME/
+
+
+PATHS_SNAKEFILE = '''include: "Snakefile"
+
+import json
+
+paths = {}
+for r in workflow.rules:
+    paths[r.name] = [str(f) for f in r.output] + [str(f) for f in r.log] + ([str(r.benchmark)] if r.benchmark else [])
+print("PATHS=" + json.dumps(paths))
+sys.exit(0)
+'''
+
+
+@pytest.mark.parametrize("name", ["a..b", "_.", "x-1.final"])
+def test_every_output_of_every_rule_lies_under_results_name(tmp_path, name):
+    workdir = copy_workflow(tmp_path)
+    (workdir / "paths.smk").write_text(PATHS_SNAKEFILE)
+    result = snakemake(workdir, "-s", "paths.smk", "-n", "--cores", "1", "--configfile", "presets/smoke.yaml",
+                       "--config", f"name={name}", timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    paths = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("PATHS="))[6:])
+    assert len(paths) >= 15
+    # the MNIST cache (data.root) is shared by every config on purpose: the only output elsewhere
+    assert paths.pop("fetch_mnist")[0] == "resources/mnist.npz"
+    for rule, files in paths.items():
+        for path in files:
+            assert os.path.normpath(path).startswith(f"results/{name}/") and path.startswith(f"results/{name}/"), (rule, path)
+            for wildcard in re.findall(r"\{([^}]*)\}", path):
+                constraint = wildcard.partition(",")[2]
+                assert constraint, (rule, path, "a wildcard without a constraint could hold ../")
+                assert not any(re.fullmatch(constraint, bad) for bad in ("..", "a/b", "", "/x")), (rule, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# A damaged HMC checkpoint: named, then the chain resumes from the previous chunk (or restarts)
+
+CHUNKED = hmc.HMCConfig(step_size=1e-3, num_steps=10, num_iterations=20, keep_first=4, keep_last=19, num_kept=8, chunk_size=5)
+SIZES = [64, 16, 10]
+
+
+@pytest.fixture(scope="module")
+def problem(digits):
+    return {"x": digits["x_train"][:200], "y": digits["y_train"][:200]}
+
+
+def _chain(problem, directory, **kwargs):
+    return hmc.run_chain(problem["x"], problem["y"], SIZES, CHUNKED, jax.random.key(3), directory, progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(problem, tmp_path_factory):
+    return _chain(problem, tmp_path_factory.mktemp("full") / "chain")
+
+
+@pytest.mark.parametrize("damage, falls_back_to", [
+    ({"state.pkl": "truncate"}, "state.previous.pkl"),
+    ({"state.pkl": "delete"}, "the previous chunk's"),
+    ({"state.pkl": "truncate", "state.previous.pkl": "garbage"}, "restarting the chain"),
+])
+def test_damaged_checkpoint_is_named_and_the_chain_completes_bit_for_bit(problem, uninterrupted, tmp_path, damage, falls_back_to):
+    directory = tmp_path / "chain"
+    part = _chain(problem, directory, max_chunks=3)
+    assert part.completed_iterations == 15 and (directory / "state.previous.pkl").exists()
+    for name, how in damage.items():
+        path = directory / name
+        if how == "truncate":
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        elif how == "delete":
+            path.unlink()
+        else:
+            path.write_bytes(b"not a pickle at all")
+    with pytest.warns(RuntimeWarning, match=re.escape(str(directory / next(iter(damage))))) as caught:
+        resumed = _chain(problem, directory)
+    assert any(falls_back_to in str(w.message) for w in caught), [str(w.message) for w in caught]
+    assert resumed.complete
+    np.testing.assert_array_equal(resumed.samples, uninterrupted.samples)
+    for name in hmc.TRACE_NAMES:
+        np.testing.assert_array_equal(resumed.traces[name], uninterrupted.traces[name], err_msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files written atomically get the umask's mode, like every other output
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_writes_respect_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        io.save_npz_atomic(tmp_path / "arrays.npz", {"a": np.arange(3)})
+        hmc._write_checkpoint(tmp_path / "checkpoint", {"fingerprint": {}})
+        (tmp_path / "plain.txt").write_text("written by open()")
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    for path in (tmp_path / "arrays.npz", tmp_path / "checkpoint" / "state.pkl", tmp_path / "plain.txt"):
+        assert stat.S_IMODE(path.stat().st_mode) == expected, (path, oct(path.stat().st_mode))
+
+
+# ---------------------------------------------------------------------------------------------
+# A truncated .gz IDX download is named
+
+
+def test_truncated_gzipped_idx_file_is_named(tmp_path):
+    header = bytes([0, 0, 8, 1]) + (1000).to_bytes(4, "big")
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(header + bytes(1000)))
+    np.testing.assert_array_equal(data.read_idx(path), np.zeros(1000, np.uint8))
+    path.write_bytes(path.read_bytes()[:-12])  # cut short, as an interrupted download
+    with pytest.raises(data.DataError, match=re.escape(str(path))):
+        data.read_idx(path)
