@@ -4,7 +4,9 @@ The paper samples the posterior of a 784-512-10 MLP with hamiltorch: a N(0, 1) p
 weight and bias, the categorical likelihood summed over all 60,000 training images, step size
 1e-3, 500 leapfrog steps per iteration, no adaptation, 10,000 iterations, 1,000 samples kept
 evenly spaced over iterations 600..9,999 (``kept_indices``). Here the model is a plain NumPyro
-function of sample sites (``bnn_model``) and the transition is NumPyro's ``HMC`` kernel, driven in chunks:
+function of sample sites (``bnn_model``) and the transition is NumPyro's ``HMC`` kernel, driven in chunks
+(``mixed_hmc.MixedPrecisionHMC``: NumPyro's HMC, whose leapfrog gradient may be TF32 or bfloat16
+with ``gradient_precision`` while the accept test stays exact float32):
 
 * **Step size as configured.** NumPyro's ``HMC`` keeps ``trajectory_length = 2 pi`` by default
   and then silently uses ``2 pi / num_steps`` as the step. We pass ``num_steps`` and
@@ -52,10 +54,9 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from numpyro.infer import HMC
 from tqdm.auto import tqdm
 
-from compactbnn import mlp
+from compactbnn import mixed_hmc, mlp
 
 CHECKPOINT_FORMAT = 1
 STATE_FILE = "state.pkl"
@@ -90,12 +91,14 @@ def sites_from_params(params: mlp.Params) -> dict:
     return z
 
 
-def bnn_model(x, y, layer_sizes: Sequence[int], prior_sd: float = 1.0):
+def bnn_model(x, y, layer_sizes: Sequence[int], prior_sd: float = 1.0, matmul=None):
     """The Bayesian MLP as a NumPyro model: theta ~ N(0, prior_sd^2) per weight and bias, y ~ Cat(softmax(f(x; theta))).
 
     ``x`` (N, D) inputs, ``y`` (N,) integer labels (None samples them). The likelihood is the
     sum over all N examples (a plate of size N without subsampling, so no rescaling): the
-    potential energy is ``-log p(theta) - sum_n log p(y_n | x_n, theta)``.
+    potential energy is ``-log p(theta) - sum_n log p(y_n | x_n, theta)``. ``matmul``: the
+    network's matrix product (``mixed_hmc.matmul``; None is exact float32), for the copy of the
+    model whose gradient drives leapfrog in mixed precision.
     """
     sizes = mlp.check_layer_sizes(layer_sizes)
     params = []
@@ -103,7 +106,7 @@ def bnn_model(x, y, layer_sizes: Sequence[int], prior_sd: float = 1.0):
         weight = numpyro.sample(site_name(l, "weight"), dist.Normal(0.0, prior_sd).expand((fan_out, fan_in)).to_event(2))
         bias = numpyro.sample(site_name(l, "bias"), dist.Normal(0.0, prior_sd).expand((fan_out,)).to_event(1))
         params.append({"weight": weight, "bias": bias})
-    logits = mlp.apply(params, x)
+    logits = mlp.apply(params, x, matmul)
     with numpyro.plate("data", x.shape[0]):
         numpyro.sample("y", dist.Categorical(logits=logits), obs=y)
 
@@ -116,9 +119,9 @@ def log_prior(params: mlp.Params, prior_sd: float = 1.0) -> jax.Array:
     return -0.5 * squared / prior_sd**2 - count * (math.log(prior_sd) + 0.5 * math.log(2 * math.pi))
 
 
-def log_likelihood(params: mlp.Params, x: jax.Array, y: jax.Array) -> jax.Array:
+def log_likelihood(params: mlp.Params, x: jax.Array, y: jax.Array, matmul=None) -> jax.Array:
     """Categorical log-likelihood summed over the examples: sum_n log softmax(f(x_n))[y_n]."""
-    return _log_likelihood_of_logits(mlp.apply(params, x), y)
+    return _log_likelihood_of_logits(mlp.apply(params, x, matmul), y)
 
 
 def _log_likelihood_of_logits(logits: jax.Array, y: jax.Array) -> jax.Array:
@@ -126,9 +129,9 @@ def _log_likelihood_of_logits(logits: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None].astype(jnp.int32), axis=-1))
 
 
-def potential_energy(params: mlp.Params, x: jax.Array, y: jax.Array, prior_sd: float = 1.0) -> jax.Array:
+def potential_energy(params: mlp.Params, x: jax.Array, y: jax.Array, prior_sd: float = 1.0, matmul=None) -> jax.Array:
     """HMC's potential U(theta) = -log prior - log likelihood, in plain JAX (the benchmark's bare gradient)."""
-    return -log_prior(params, prior_sd) - log_likelihood(params, x, y)
+    return -log_prior(params, prior_sd) - log_likelihood(params, x, y, matmul)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +182,10 @@ class HMCConfig:
       init: "pytorch" (U(+-1/sqrt(fan_in)), the paper's) or "prior" (draw from the prior);
         ignored when run_chain gets init_params.
       matmul_precision: float32 matmul precision ("highest" is exact float32; "high"/"default"
-        allow TF32/bf16 passes on GPUs).
+        allow TF32/bf16 passes on GPUs, in the accept test too: not exact).
+      gradient_precision: precision of the matmuls of the gradient that drives leapfrog:
+        "float32" (NumPyro's HMC, exact), "tf32" or "bfloat16" (``mixed_hmc``: the accept test
+        stays exact float32, only the acceptance rate changes).
     """
 
     step_size: float = 1e-3
@@ -195,6 +201,7 @@ class HMCConfig:
     target_accept_prob: float = 0.8
     init: Literal["pytorch", "prior"] = "pytorch"
     matmul_precision: Literal["highest", "high", "default"] = "highest"
+    gradient_precision: Literal["float32", "tf32", "bfloat16"] = "float32"
 
     def __post_init__(self):
         def integer(name, minimum):
@@ -242,6 +249,8 @@ class HMCConfig:
             raise ValueError(f"HMCConfig.init must be one of {INITS}, got {self.init!r}")
         if self.matmul_precision not in MATMUL_PRECISIONS:
             raise ValueError(f"HMCConfig.matmul_precision must be one of {MATMUL_PRECISIONS}, got {self.matmul_precision!r}")
+        if self.gradient_precision not in mixed_hmc.GRADIENT_PRECISIONS:
+            raise ValueError(f"HMCConfig.gradient_precision must be one of {mixed_hmc.GRADIENT_PRECISIONS}, got {self.gradient_precision!r}")
 
     @property
     def kept_indices(self) -> np.ndarray:
@@ -266,23 +275,28 @@ class HMCConfig:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
-def make_kernel(layer_sizes: Sequence[int], config: HMCConfig) -> HMC:
-    """NumPyro's HMC kernel for ``bnn_model`` with the config's step size and number of leapfrog steps.
+def make_kernel(layer_sizes: Sequence[int], config: HMCConfig, backend: str | None = None) -> mixed_hmc.MixedPrecisionHMC:
+    """The HMC kernel for ``bnn_model`` with the config's step size, leapfrog steps and gradient precision.
 
-    ``trajectory_length=None`` makes the kernel use ``step_size`` itself for every leapfrog step
-    (NumPyro's default 2 pi would replace it by 2 pi / num_steps); the identity mass matrix is
-    never adapted (as hamiltorch in the paper).
+    A ``mixed_hmc.MixedPrecisionHMC`` (a NumPyro ``HMC``): with ``gradient_precision``
+    "float32" it is NumPyro's HMC step for step; otherwise leapfrog follows the gradient of
+    ``bnn_model`` with low-precision matmuls (for ``backend``, default JAX's) and the accept
+    test uses the exact float32 potential. Each leapfrog step is exactly ``step_size`` (NumPyro's
+    default trajectory length 2 pi would replace it by 2 pi / num_steps); the identity mass
+    matrix is never adapted (as hamiltorch in the paper).
     """
     sizes = tuple(mlp.check_layer_sizes(layer_sizes))
     model = partial(bnn_model, layer_sizes=sizes, prior_sd=float(config.prior_sd))
-    return HMC(
+    product = mixed_hmc.matmul(config.gradient_precision, backend)
+    if product is not None:
+        mixed_hmc.check_deterministic_reductions(backend)
+    gradient_model = None if product is None else partial(bnn_model, layer_sizes=sizes, prior_sd=float(config.prior_sd), matmul=product)
+    return mixed_hmc.MixedPrecisionHMC(
         model,
+        gradient_model,
         step_size=float(config.step_size),
         num_steps=int(config.num_steps),
-        trajectory_length=None,
         adapt_step_size=config.adapt_step_size,
-        adapt_mass_matrix=False,
-        dense_mass=False,
         target_accept_prob=float(config.target_accept_prob),
     )
 

@@ -11,7 +11,7 @@ turn, the weight row by row (row-major, ``out x in``), then the bias.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -70,9 +70,9 @@ def layer_sizes_of(params: Params) -> list[int]:
     return [params[0]["weight"].shape[-1]] + [layer["weight"].shape[-2] for layer in params]
 
 
-def apply(params: Params, x: jax.Array) -> jax.Array:
-    """Logits of inputs ``x`` (..., in) -> (..., out)."""
-    return forward(params, x)[0]
+def apply(params: Params, x: jax.Array, matmul: Callable | None = None) -> jax.Array:
+    """Logits of inputs ``x`` (..., in) -> (..., out); ``matmul`` as in ``forward``."""
+    return forward(params, x, matmul)[0]
 
 
 def hidden_activations(params: Params, x: jax.Array) -> list[jax.Array]:
@@ -80,15 +80,20 @@ def hidden_activations(params: Params, x: jax.Array) -> list[jax.Array]:
     return forward(params, x)[1]
 
 
-def forward(params: Params, x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
-    """Logits and the list of post-ReLU hidden activations."""
+def forward(params: Params, x: jax.Array, matmul: Callable | None = None) -> tuple[jax.Array, list[jax.Array]]:
+    """Logits and the list of post-ReLU hidden activations.
+
+    ``matmul(a, b)`` replaces ``a @ b`` in every layer when given, e.g. a low-precision
+    product of ``compactbnn.mixed_hmc.matmul`` (2-D ``x`` then).
+    """
+    product = matmul if matmul is not None else jnp.matmul
     activations = []
     h = x
     for layer in params[:-1]:
-        h = jax.nn.relu(h @ layer["weight"].T + layer["bias"])
+        h = jax.nn.relu(product(h, layer["weight"].T) + layer["bias"])
         activations.append(h)
     last = params[-1]
-    return h @ last["weight"].T + last["bias"], activations
+    return product(h, last["weight"].T) + last["bias"], activations
 
 
 def num_params(layer_sizes: Sequence[int]) -> int:
