@@ -271,3 +271,12 @@ def test_broken_config_yaml_is_named_by_snakemake(workdir):
         (workdir / "config.yaml").write_text(original)
     lines = [line for line in result.stdout.splitlines() if not line.startswith(SNAKEMAKE_PREAMBLE)]
     assert result.returncode != 0 and lines[0].startswith(f"config file {workdir / 'config.yaml'}: YAML syntax error"), result.stdout
+
+
+def test_config_checks_import_neither_numpy_nor_jax():
+    import subprocess
+
+    code = ("import sys; sys.path.insert(0, 'workflow/scripts'); import config_checks; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'jax', 'pandas')))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout

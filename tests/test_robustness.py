@@ -129,3 +129,70 @@ def test_truncated_gzipped_idx_file_is_named(tmp_path):
     path.write_bytes(path.read_bytes()[:-12])  # cut short, as an interrupted download
     with pytest.raises(data.DataError, match=re.escape(str(path))):
         data.read_idx(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Snakemake alone parses the workflow: a dry run with --sdm conda from a venv without the project
+
+FAKE_CONDA = """#!/bin/sh
+# Stands in for the conda CLI in what a dry run asks (version, info, channel priority); creates nothing.
+case "$*" in
+  "--version") echo "conda 24.11.3" ;;
+  "info --json") echo '{"conda_prefix": "/nonexistent/conda", "platform": "linux-64"}' ;;
+  "config --get channel_priority --json") echo '{"get": {"channel_priority": "strict"}}' ;;
+  *) echo "fake conda: cannot run 'conda $*' in a test" >&2; exit 1 ;;
+esac
+"""
+
+
+@pytest.fixture(scope="session")
+def snakemake_only_venv():
+    """A venv holding only Snakemake and its SLURM plugin (this env's versions), cached across test sessions."""
+    import shutil
+    import subprocess
+    import sys
+    from importlib.metadata import version
+    from pathlib import Path
+
+    pins = [f"snakemake=={version('snakemake')}", f"snakemake-executor-plugin-slurm=={version('snakemake-executor-plugin-slurm')}"]
+    venv = Path.home() / ".cache" / "compactbnn-test" / ("snakemake-only-" + "-".join(p.split("==")[1] for p in pins))
+    if not (venv / "ready").exists():
+        building = venv.with_name(venv.name + f".building-{os.getpid()}")
+        shutil.rmtree(building, ignore_errors=True)
+        try:
+            subprocess.run([sys._base_executable, "-m", "venv", str(building)], check=True, capture_output=True, timeout=300)
+            installed = subprocess.run([str(building / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", *pins],
+                                       capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.SubprocessError) as error:
+            shutil.rmtree(building, ignore_errors=True)
+            pytest.skip(f"cannot build a Snakemake-only venv: {error}")
+        if installed.returncode != 0:
+            shutil.rmtree(building, ignore_errors=True)
+            pytest.skip(f"pip cannot install {' '.join(pins)} (no package index?): {installed.stderr.strip()[-300:]}")
+        (building / "ready").write_text("\n".join(pins))
+        shutil.rmtree(venv, ignore_errors=True)
+        building.rename(venv)  # a venv's scripts hold absolute paths, but python -m snakemake needs none
+    return venv
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env", ["cpu", "gpu"])
+def test_dry_run_with_conda_from_a_snakemake_only_venv(snakemake_only_venv, tmp_path, env):
+    import subprocess
+
+    python = snakemake_only_venv / "bin" / "python"
+    for module in ("jax", "compactbnn"):
+        assert subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode != 0, module
+    workdir = copy_workflow(tmp_path / "repo")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "conda").write_text(FAKE_CONDA)
+    (tmp_path / "bin" / "conda").chmod(0o755)
+    environ = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{snakemake_only_venv / 'bin'}:{os.environ['PATH']}"}
+    common = ["--sdm", "conda", "--cores", "1", "--configfile", "presets/smoke.yaml", "--config", f"conda_env={env}"]
+    result = subprocess.run([python, "-m", "snakemake", "-n", *common], cwd=workdir, env=environ, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert result.returncode == 0 and "hmc_chain" in result.stdout, result.stdout[-3000:]
+    envs = subprocess.run([python, "-m", "snakemake", "--list-conda-envs", *common], cwd=workdir, env=environ, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    listed = [line.split("\t")[0] for line in envs.stdout.splitlines() if line.startswith("envs/")]
+    assert envs.returncode == 0 and listed == [f"envs/{env}.yaml"], envs.stdout[-2000:]
