@@ -120,6 +120,7 @@ rule claims:
     output:
         json=f"{R}/claims.json",
         md=report(f"{R}/claims.md", caption="../report/claims.rst", category="Claims"),
+        reproduction=f"{R}/data/reproduction.csv",
     log:
         f"{R}/logs/claims.log",
     conda:
@@ -129,7 +130,7 @@ rule claims:
         claims=config["claims"],
         barrier=config["figures"]["barrier"],
         split=config["figures"]["loss_split"],
-        width=sum(config["model"]["hidden"]),
+        hidden=config["model"]["hidden"],
         prior_sd=config["posterior"]["prior_sd"],
     script:
         "../scripts/claims.py"

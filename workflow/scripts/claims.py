@@ -1,4 +1,4 @@
-"""Check the paper's claims against this run's tables; write claims.json and claims.md."""
+"""Check the paper's claims against this run's tables; write claims.json, claims.md and data/reproduction.csv."""
 
 import json
 
@@ -13,16 +13,25 @@ thresholds = sm.params.claims
 skip = set(thresholds.get("skip", []))
 with open(sm.input.rhat) as handle:
     rhat = json.load(handle)
+tables = {name: pd.read_csv(sm.input[name]) for name in ("not_experiment", "interpolation", "metrics", "sigma", "pruning")}
+# the weight-space comparison (data/weight_space.csv) is optional: without it, its claim is absent
+weight_space = sm.input.get("weight_space")
 checked = [
-    *claims.not_experiment_claims(pd.read_csv(sm.input.not_experiment), thresholds, sm.params.barrier, skip),
-    *claims.interpolation_claims(pd.read_csv(sm.input.interpolation), thresholds, sm.params.width, sm.params.split, skip),
-    *claims.posterior_claims(pd.read_csv(sm.input.metrics), pd.read_csv(sm.input.sigma), pd.read_csv(sm.input.pruning),
-                             thresholds, sm.params.prior_sd, skip),
+    *claims.not_experiment_claims(tables["not_experiment"], thresholds, sm.params.barrier, skip),
+    *claims.interpolation_claims(tables["interpolation"], thresholds, sm.params.hidden, sm.params.split, skip),
+    *claims.posterior_claims(tables["metrics"], tables["sigma"], tables["pruning"], thresholds, sm.params.prior_sd, skip),
     *claims.rhat_claims(rhat, skip),
+    *claims.weight_space_claims(pd.read_csv(weight_space) if weight_space else None, thresholds, skip),
 ]
+reproduced = claims.reproduction(
+    tables["not_experiment"], tables["interpolation"], tables["metrics"], tables["sigma"], tables["pruning"],
+    tolerances=thresholds["reproduction"]["tolerances"], barrier=sm.params.barrier, split=sm.params.split,
+    count=thresholds["reproduction"]["count"])
 with open(sm.output.json, "w") as handle:
-    handle.write(claims.to_json(checked))
-markdown = claims.to_markdown(checked, sm.params.name)
+    handle.write(claims.to_json(checked, reproduced))
+with open(sm.output.reproduction, "w") as handle:
+    handle.write(claims.reproduction_csv(reproduced))
+markdown = claims.to_markdown(checked, sm.params.name, reproduced)
 with open(sm.output.md, "w") as handle:
     handle.write(markdown)
 log.info("%s", markdown)
