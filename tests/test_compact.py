@@ -218,3 +218,22 @@ def test_align_gaussian_by_draws_recovers_the_permutation_of_a_wide_gaussian():
 
 def jnp_abs(leaf):
     return np.abs(np.asarray(leaf))
+
+
+def test_low_rank_gaussian_reproduces_a_planted_ensembles_covariance():
+    sizes = [6, 10, 4]
+    _, perms, members = _planted(sizes, num=5, seed=4)
+    aligned = compact.q_rebasin(members)
+    low_rank = compact.low_rank_gaussian(members, aligned.perms)
+    flat = np.asarray(compact.ravel_stack(members, aligned.perms), np.float64)
+    centred = flat - flat.mean(axis=0)
+    covariance = centred.T @ centred / (len(flat) - 1)
+    np.testing.assert_allclose(low_rank.factor @ low_rank.factor.T, covariance, atol=1e-6)
+    assert low_rank.factor.shape == (mlp.num_params(sizes), 5)
+    np.testing.assert_allclose(_flat(low_rank.mean), _flat(aligned.q.mean), atol=1e-6)
+    # its diagonal is q_r's variance; draws lie in the ensemble's span around the mean
+    np.testing.assert_allclose(np.sqrt(np.diag(covariance)), _flat(aligned.q.sd), rtol=1e-4)
+    draws = np.asarray(mlp.ravel(compact.sample_low_rank(jax.random.key(0), low_rank, 2000)), np.float64)
+    np.testing.assert_allclose(np.cov(draws.T), covariance, atol=0.15 * np.abs(covariance).max())
+    with pytest.raises(ValueError, match="at least 2 networks"):
+        compact.low_rank_gaussian(jax.tree_util.tree_map(lambda leaf: leaf[:1], members))

@@ -305,6 +305,46 @@ def _as_gaussian(q) -> Gaussian:
 
 
 # ---------------------------------------------------------------------------------------------
+# The authors' low-rank Gaussian of an aligned ensemble
+
+
+class LowRankGaussian(NamedTuple):
+    """``N(mean, factor factor^T)``: ``mean`` params-shaped, ``factor`` (num_params, K) in ``mlp.ravel`` order."""
+
+    mean: mlp.Params
+    factor: np.ndarray
+
+
+def low_rank_gaussian(samples: mlp.Params, perms: Sequence | None = None) -> LowRankGaussian:
+    """The Gaussian with the sample mean and the full sample covariance of a (small) stack of networks.
+
+    The authors' rebasin.py ``vi_by_ensemble`` on the aligned ensemble: covariance
+    ``C^T C / (S - 1)`` of the centred, ravelled networks C (S, num_params), of rank S - 1. They
+    factor it by an SVD, ``B = U diag(s) / sqrt(S - 1)``; here ``B = C^T / sqrt(S - 1)``, which has
+    the same ``B B^T`` (``U diag(s) = C^T V`` with V orthogonal), so draws ``mean + B z``,
+    z ~ N(0, I_S), have the same distribution without the SVD. ``perms`` (one (S, n_l) array per
+    hidden layer, e.g. ``q_rebasin``'s) align the networks first. Holds S x num_params floats: for
+    ensembles, not for 1,000 HMC samples.
+    """
+    flat = np.asarray(ravel_stack(samples, perms), np.float64)
+    num = flat.shape[0]
+    if num < 2:
+        raise ValueError(f"a sample covariance needs at least 2 networks, got {num}")
+    mean = flat.mean(axis=0)
+    factor = ((flat - mean) / np.sqrt(num - 1)).T.astype(np.float32)
+    sizes = permutation.check_params(samples, "samples", batch_ndim=1)
+    return LowRankGaussian(mlp.unravel(jnp.asarray(mean, jnp.float32), sizes), factor)
+
+
+def sample_low_rank(key: jax.Array, q: LowRankGaussian, num_samples: int) -> mlp.Params:
+    """``num_samples`` draws ``mean + factor z``, z ~ N(0, I_K), stacked along a leading axis."""
+    sizes = mlp.layer_sizes_of(q.mean)
+    z = jax.random.normal(key, (num_samples, q.factor.shape[1]), jnp.float32)
+    flat = mlp.ravel(q.mean)[None] + z @ jnp.asarray(q.factor).T
+    return mlp.unravel(flat, sizes)
+
+
+# ---------------------------------------------------------------------------------------------
 # Files
 
 
