@@ -99,6 +99,9 @@ BAD_CONFIGS = [
     ({"posterior.hmc.init": "Prior"}, "posterior.hmc.init"),
     ({"posterior.compact.sigma_bins": 1}, "posterior.compact.sigma_bins"),
     ({"posterior.compact.retained_percents": [100]}, "posterior.compact.retained_percents"),
+    ({"posterior.compact.matching": "weight"}, "posterior.compact.vi_activation_draws"),
+    ({"posterior.compact.ensemble_alignment": "both"}, "posterior.compact.ensemble_alignment"),
+    ({"not_experiment.pairs": "shared"}, "not_experiment.pairs"),
     ({"conda_env": "cuda"}, "conda_env"),
     # rules across keys
     ({"posterior.hmc.keep_last": 60}, "posterior.hmc.keep_last"),

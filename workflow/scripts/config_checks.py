@@ -266,6 +266,11 @@ def check_semantics(cfg: dict) -> None:
     if levels > min(hidden) - 1:
         raise ConfigError("not_experiment.levels",
                           f"{levels} NoT levels do not fit a hidden width of {min(hidden)} (at most {min(hidden) - 1})")
+    compact = posterior["compact"]
+    if compact["vi_activation_draws"] > 0 and compact["matching"] != "activation":
+        raise ConfigError("posterior.compact.vi_activation_draws",
+                          f"aligning VI by the activations of {compact['vi_activation_draws']} draws needs "
+                          f"posterior.compact.matching: activation (it is {compact['matching']}); set 0 to align q's mean")
     if cfg["not_experiment"]["lambdas"] % 2 == 0 and cfg["figures"]["barrier"] == "midpoint":
         raise ConfigError("not_experiment.lambdas", "the midpoint barrier needs an odd number of lambdas (lambda = 0.5 on the grid)")
     unknown = sorted(set(cfg["claims"].get("skip", [])) - set(CLAIM_IDS))
@@ -312,6 +317,22 @@ def stale_lock_note(workdir: str | os.PathLike = ".") -> str | None:
     return (f"note: {workdir / '.snakemake' / 'locks'} holds the lock of a Snakemake run that no longer runs "
             "(killed, or a power loss). If Snakemake now says 'Directory cannot be locked', run the same "
             "command once with --unlock added, then again without it: finished outputs and HMC checkpoints are kept.")
+
+
+def stale_checkpoints_note(hmc_dir: str | os.PathLike, current: str) -> str | None:
+    """A note naming the HMC checkpoints under ``hmc_dir`` other than the current config's (named ``current``).
+
+    A chain resumes only from the checkpoint of its current sampling config; those of earlier
+    configs (changed, or failed and abandoned: up to 1.6 GB per chain at the paper's scale) stay
+    until removed, in case the config changes back.
+    """
+    stale = sorted(p for p in Path(hmc_dir).glob("chain*/checkpoint-*") if p.is_dir() and p.name != current)
+    if not stale:
+        return None
+    sizes = [sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in stale]
+    listed = ", ".join(f"{p} ({size / 1e6:,.0f} MB)" for p, size in zip(stale, sizes))
+    return (f"note: HMC checkpoints of earlier sampling configs, not resumed by this one: {listed}. "
+            f"Remove them (rm -r {' '.join(map(str, stale))}) unless you will return to those configs.")
 
 
 def _other_snakemake_in(workdir: Path) -> bool:
