@@ -3,9 +3,12 @@
 import hashlib
 import json
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.settings.types import DeploymentMethod
 
+import config_checks
 from config_checks import layer_sizes, num_params
 
 R = f"results/{config['name']}"
@@ -51,6 +54,26 @@ def config_hash(section):
     return hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def hmc_checkpoint(wildcards):
+    """A chain's checkpoint directory, keyed by what its samples depend on: a changed config never resumes a stale chain."""
+    depends_on = [
+        config["data"],
+        config["model"],
+        HMC_SAMPLING,
+        config["posterior"]["prior_sd"],
+        config["matmul_precision"],
+    ]
+    return f"{R}/hmc/chain{wildcards.chain}/checkpoint-{config_hash(depends_on)}"
+
+
+# Checkpoints of earlier configs (changed, or failed and abandoned) are never resumed: say where they are.
+if workflow.is_main_process:
+    _current = Path(hmc_checkpoint(SimpleNamespace(chain=0))).name
+    _note = config_checks.stale_checkpoints_note(f"{R}/hmc", _current)
+    if _note:
+        print(_note, file=sys.stderr)
+
+
 def hmc_samples_mb(chains):
     """Size in MB of the kept float32 samples of that many chains (1,630 MB per chain for the paper)."""
     return (
@@ -59,6 +82,7 @@ def hmc_samples_mb(chains):
         * num_params(layer_sizes(config))
         * 4
         / 1e6
+    )
 
 
 def memory_mb(copies_of_samples, chains=1, base=4000):

@@ -25,17 +25,7 @@ rule hmc_chain:
         hmc=HMC_SAMPLING,
         prior_sd=config["posterior"]["prior_sd"],
         matmul_precision=config["matmul_precision"],
-        # checkpoints are keyed by what the samples depend on, so a changed config never resumes a stale chain
-        checkpoint=lambda wildcards: f"{R}/hmc/chain{wildcards.chain}/checkpoint-"
-        + config_hash(
-            [
-                config["data"],
-                config["model"],
-                HMC_SAMPLING,
-                config["posterior"]["prior_sd"],
-                config["matmul_precision"],
-            ]
-        ),
+        checkpoint=hmc_checkpoint,
     script:
         "../scripts/hmc_chain.py"
 
