@@ -27,7 +27,7 @@ THRESHOLDS = {
     "not_tracking_tolerance": 2.0, "not_recovery_tolerance": 0.5, "barrier_rank_correlation": 0.8,
     "control_ratio": 0.1, "ridge_margin": 0.1, "ridge_epoch_fraction": 1.0, "ridge_ratio": 0.25,
     "not_path_small_lambda": 0.1, "not_path_zero_fraction": 0.02, "not_path_monotone_tolerance": 0.02,
-    "not_path_large_lambda": 0.7, "not_path_random_fraction": 0.95, "not_path_after_fraction": 0.05,
+    "not_path_large_lambda": 0.7, "not_path_random_sd": 4.0, "not_path_after_fraction": 0.05,
     "q_r_gain": {"hmc": {"agreement": 0.3, "tv": 0.1, "mu_accuracy": 0.3},
                  "ensemble": {"agreement": 0.2, "tv": 0.3, "mu_accuracy": 0.05}},
     "sigma_tail_ratio": 0.95, "merged_gain": {"ensemble": 0.3, "hmc": 0.1}, "prior_level_fraction": 0.2,
@@ -37,6 +37,7 @@ TOLERANCES = {"agreement": 0.05, "tv": 0.05, "accuracy": 2.0, "pruning": 5.0, "s
               "barrier": 0.03, "loss": 0.15, "transpositions": 5}
 HIDDEN = [512]  # hidden width of the interpolation networks (Figure 2 d)
 RANDOM_NOT = 512 - sum(1 / k for k in range(1, 513))  # n - H_n = 505.18
+RANDOM_SD = sum(1 / k - 1 / k**2 for k in range(1, 513)) ** 0.5  # 2.276
 PRIOR_SD = 1.0
 
 # --- Experiment A (Figure 2 a-c): not_experiment.csv ------------------------------------------------
@@ -386,7 +387,7 @@ CASES = {
     "no_ridge_after_rebasin": (0.02 / MIDPOINT_BEFORE, break_ridge_removal, 0.4 / MIDPOINT_BEFORE),
     "not_path_zero_at_small_lambda": (2 / 512, break_not_path_zero, 60 / 512),
     "not_path_rises_monotonically": (1 / 512, break_not_path_monotone, 120 / 512),
-    "not_path_random_at_large_lambda": (498 / RANDOM_NOT, break_not_path_random, 300 / RANDOM_NOT),
+    "not_path_random_at_large_lambda": ((RANDOM_NOT - 498) / RANDOM_SD, break_not_path_random, (RANDOM_NOT - 300) / RANDOM_SD),
     "not_path_after_rebasin": (3 / 512, break_not_path_after, 510 / 512),
     "hmc_q_r_agreement": (0.8249 - 0.1212, lambda t: _swap_metric(t, "hmc", "agreement"), 0.1212 - 0.8249),
     "hmc_q_r_tv": (0.8641 - 0.6570, lambda t: _swap_metric(t, "hmc", "tv"), 0.6570 - 0.8641),
@@ -581,7 +582,7 @@ def test_interpolation_claims_use_the_given_split():
     # The test split is flat with NoT 0 in the decoy rows: no ridge, and W_1 is not a random permutation away
     assert on_test["ridge_before_rebasin"].measured == 0.0
     assert on_test["ridge_before_rebasin"].passed is False
-    assert on_test["not_path_random_at_large_lambda"].measured == 0.0
+    assert on_test["not_path_random_at_large_lambda"].measured == pytest.approx(RANDOM_NOT / RANDOM_SD)
     assert on_test["not_path_random_at_large_lambda"].passed is False
 
 
@@ -608,7 +609,9 @@ def test_not_path_fractions_use_the_widths_of_every_hidden_layer():
     checked = by_id(claims.interpolation_claims(interpolation_table(), THRESHOLDS, [256, 256], "train"))
     random_not = 2 * (256 - sum(1 / k for k in range(1, 257)))
     assert claims.expected_random_not([256, 256]) == pytest.approx(random_not)
-    assert checked["not_path_random_at_large_lambda"].measured == pytest.approx(498 / random_not)
+    random_sd = (2 * sum(1 / k - 1 / k**2 for k in range(1, 257))) ** 0.5
+    assert claims.random_not_sd([256, 256]) == pytest.approx(random_sd)
+    assert checked["not_path_random_at_large_lambda"].measured == pytest.approx((random_not - 498) / random_sd)
     assert checked["not_path_after_rebasin"].measured == pytest.approx(3 / 512)
     narrow = by_id(claims.interpolation_claims(interpolation_table(), THRESHOLDS, 1024, "train"))
     assert narrow["not_path_after_rebasin"].measured == pytest.approx(3 / 1024)
@@ -626,6 +629,7 @@ def test_expected_random_not_matches_counted_cycles():
                     seen[start], start = True, perm[start]
         draws.append(32 - cycles)
     assert np.mean(draws) == pytest.approx(claims.expected_random_not(32), abs=0.1)  # 27.94; standard error 0.025
+    assert np.std(draws) == pytest.approx(claims.random_not_sd(32), abs=0.06)  # 1.563; standard error ~0.02
     assert claims.expected_random_not(512) == pytest.approx(505.18, abs=0.01)
 
 
@@ -693,7 +697,7 @@ def test_weight_space_claim_fails_without_both_sides_and_is_absent_without_a_tab
     ("no_ridge_after_rebasin", "ridge_ratio", 0.05),  # measured 0.057
     ("not_path_zero_at_small_lambda", "not_path_zero_fraction", 0.001),  # measured 0.0039
     ("not_path_rises_monotonically", "not_path_monotone_tolerance", 0.001),  # measured 0.002
-    ("not_path_random_at_large_lambda", "not_path_random_fraction", 0.99),  # measured 0.986
+    ("not_path_random_at_large_lambda", "not_path_random_sd", 3.0),  # measured 3.16
     ("not_path_after_rebasin", "not_path_after_fraction", 0.005),  # measured 0.0059
     ("hmc_sigma_r_tail_shorter", "sigma_tail_ratio", 0.8),  # measured 0.86
     ("hmc_prior_level_sigma", "prior_level_fraction", 0.45),  # measured 0.4
@@ -711,7 +715,7 @@ def test_large_lambda_threshold_selects_the_lambdas():
     # from lambda 0.5 on, the smallest NoT is 300 (lambda 0.5)
     claim = by_id(run_claims(paper_tables(), thresholds=dict(THRESHOLDS, not_path_large_lambda=0.5)))[
         "not_path_random_at_large_lambda"]
-    assert claim.measured == pytest.approx(300 / RANDOM_NOT)
+    assert claim.measured == pytest.approx((RANDOM_NOT - 300) / RANDOM_SD)
 
 
 def test_skipped_claims_report_passed_none():
