@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Create (or refresh) the project's virtual environment .venv from pyproject.toml.
+# Create (or refresh) the project's virtual environment .venv with the exact versions of the lock
+# file: requirements/cpu.lock.txt, or requirements/cuda.lock.txt with the extra `cuda`.
 # Usage: bash scripts/setup.sh [extra ...]   e.g. `bash scripts/setup.sh cuda` on an NVIDIA machine.
-# Re-running is cheap: pip runs again only when pyproject.toml or the requested extras change.
+# Re-running is cheap: pip runs again only when pyproject.toml, the lock or the extras change.
+# The locks are made from pyproject.toml by scripts/lock.sh; tests/test_environments.py keeps them in agreement.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,13 +14,19 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
 fi
 
 extras="test${*:+,$(IFS=,; echo "$*")}"
+lock=requirements/cpu.lock.txt
+case ",$extras," in *,cuda,*) lock=requirements/cuda.lock.txt ;; esac
 stamp=".venv/.compactbnn-setup"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) [$extras]"
+want="$(cat pyproject.toml "$lock" | sha256sum | cut -d' ' -f1) [$extras]"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$extras]"
+pip=(.venv/bin/python -m pip --disable-pip-version-check)
+"${pip[@]}" install --quiet --upgrade pip
+# The locked versions (hash-checked), then the project itself without resolving anything again.
+"${pip[@]}" install --quiet --require-hashes -r "$lock"
+"${pip[@]}" install --quiet --no-deps -e ".[$extras]"
+"${pip[@]}" check
 echo "$want" > "$stamp"
-echo "setup.sh: .venv ready ($(.venv/bin/python -c 'import jax; print("jax", jax.__version__, "on", jax.devices()[0].platform)'))"
+echo "setup.sh: .venv ready from $lock ($(.venv/bin/python -c 'import jax; print("jax", jax.__version__, "on", jax.devices()[0].platform)'))"
