@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -773,6 +774,16 @@ def test_to_markdown_without_skips_has_no_skip_note():
     assert "FAIL" not in text and "skipped" not in text
 
 
+def test_to_markdown_rows_keep_their_columns():
+    # "|NoT' - NoT|" in a statement must not split its row into extra cells
+    text = claims.to_markdown(run_claims(paper_tables()), "unit", reproduce(count=False))
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    cells = {len(re.split(r"(?<!\\)\|", line)) for line in rows if line.count("|") > 7}
+    assert cells == {8, 9}  # claims: 6 columns, reproduction: 7 (plus the two outer empty strings)
+    assert r"largest \|mean NoT' - NoT\| over levels" in text
+    assert "-0 " not in text
+
+
 def test_rhat_claims_need_before_and_after_data():
     assert claims.rhat_claims({}) == []
     assert claims.rhat_claims({"note": "one chain: no split R-hat"}) == []
@@ -861,6 +872,7 @@ def test_reproduction_lists_every_printed_number_and_the_papers_own_are_within()
     assert by["figure2c.trained.peak"].at == "NoT 344"
     assert by["figure2b.trained.saturation"].at == "mean over NoT 406..511"
     assert by["sigma.hmc.q_r.min"].ours == pytest.approx(0.6)  # left edge of the lowest non-empty bin
+    assert by["figure2b.init.105"].group == "distance" and by["figure2c.trained.105"].group == "barrier"
 
 
 @pytest.mark.parametrize("row_id, table, change", [
@@ -910,7 +922,7 @@ def test_reproduction_uses_the_nearest_level_or_says_not_at_this_scale():
     assert by["figure2b.init.1"].at == "NoT 1"
     for row_id in ("figure2b.init.105", "figure2b.init.saturation", "figure2c.trained.209", "figure2c.trained.plateau"):
         assert by[row_id].within is None and by[row_id].at.startswith("not at this scale"), row_id
-        assert by[row_id].counted is False
+        assert by[row_id].counted is False and by[row_id].ours is None
 
 
 def test_reproduction_on_a_coarse_grid_marks_small_lambda_and_epoch_1_missing():
@@ -952,6 +964,8 @@ def test_reproduction_csv_and_json_hold_every_row():
     table = pd.read_csv(io.StringIO(claims.reproduction_csv(rows)))
     assert table["id"].tolist() == [r.id for r in rows]
     assert table.loc[table["id"] == "table1.vi.q.tv", "printed"].iloc[0] == "0.0235"
+    text = claims.to_markdown([], "unit", rows)
+    assert "| +-15 % |" in text and "| +-0.03 |" in text  # distances relative, barriers absolute
     report = json.loads(claims.to_json([], rows))
     assert len(report["reproduction"]["rows"]) == len(rows) and report["reproduction"]["within"] == len(rows)
 

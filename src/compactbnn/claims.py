@@ -207,7 +207,7 @@ def interpolation_claims(table: pd.DataFrame, thresholds: Mapping, hidden: int |
     large = lambdas[lambdas >= thresholds["not_path_large_lambda"] - 1e-9]
     small_not = not_before[small].to_numpy().max()
     drops = -np.diff(not_before.to_numpy(dtype=float), axis=1)  # positive where NoT falls as lambda grows
-    worst_drop = max(float(drops.max()), 0.0) if drops.size else 0.0
+    worst_drop = max(0.0, float(drops.max())) if drops.size else 0.0  # 0.0 first: never "-0"
     large_not = not_before[large].to_numpy().min()
     return [
         _claim("ridge_before_rebasin",
@@ -335,9 +335,10 @@ class Reproduced:
     printed: str  # the paper's value as PAPER.md prints it ("~" where read off a figure)
     low: float  # the printed value, or the ends of a printed range
     high: float
-    ours: float  # NaN when not at this scale
+    ours: float | None  # None when not at this scale
     at: str  # where this run's value was taken (NoT level, epoch, lambda), or why it is not at this scale
-    tolerance: float  # in the quantity's unit, or a fraction of the printed value (distance)
+    group: str  # the tolerance group (claims.reproduction.tolerances)
+    tolerance: float  # in the quantity's unit, or a fraction of the printed value (RELATIVE_TOLERANCES)
     within: bool | None  # None: not at this scale
     counted: bool = False
 
@@ -352,11 +353,11 @@ def _reproduced(id, quantity, source, value, ours, at, tolerances, group, approx
     low, high = value if isinstance(value, tuple) else (value, value)
     tolerance = float(tolerances[group])
     if ours is None:
-        return Reproduced(id, quantity, source, _printed(value, approximate), low, high, float("nan"), at, tolerance, None)
+        return Reproduced(id, quantity, source, _printed(value, approximate), low, high, None, at, group, tolerance, None)
     ours = float(ours)
     slack = tolerance * max(abs(low), abs(high)) if group in RELATIVE_TOLERANCES else tolerance
     within = bool(np.isfinite(ours) and low - slack <= ours <= high + slack)
-    return Reproduced(id, quantity, source, _printed(value, approximate), low, high, ours, at, tolerance, within)
+    return Reproduced(id, quantity, source, _printed(value, approximate), low, high, ours, at, group, tolerance, within)
 
 
 def _table1_rows(metrics: pd.DataFrame, tolerances: Mapping) -> list[Reproduced]:
@@ -548,6 +549,11 @@ def reproduction_csv(reproduced: Sequence[Reproduced]) -> str:
     return handle.getvalue()
 
 
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: a "|" (as in |NoT' - NoT|) would end the cell."""
+    return text.replace("|", "\\|")
+
+
 def _reproduction_markdown(reproduced: list[Reproduced]) -> list[str]:
     counted = any(r.counted for r in reproduced)
     within = sum(r.within is True for r in reproduced)
@@ -565,9 +571,9 @@ def _reproduction_markdown(reproduced: list[Reproduced]) -> list[str]:
             mark = "not at this scale"
         else:
             mark = "within" if r.within else ("**outside**" if r.counted else "outside")
-        ours = "" if r.within is None else f"{r.ours:.4g}"
-        tolerance = f"{100 * r.tolerance:g} %" if r.id.startswith("figure2b") else f"{r.tolerance:g}"
-        lines.append(f"| {mark} | {r.quantity} | {r.source} | {r.printed} | {ours} | {r.at} | +-{tolerance} |")
+        ours = "" if r.ours is None else f"{r.ours:.4g}"
+        tolerance = f"{100 * r.tolerance:g} %" if r.group in RELATIVE_TOLERANCES else f"{r.tolerance:g}"
+        lines.append(f"| {mark} | {_cell(r.quantity)} | {r.source} | {r.printed} | {ours} | {_cell(r.at)} | +-{tolerance} |")
     return lines
 
 
@@ -584,7 +590,7 @@ def to_markdown(claims: list[Claim], name: str, reproduced: Sequence[Reproduced]
              "", "| | claim | source | measured | threshold | detail |", "|---|---|---|---|---|---|"]
     for c in claims:
         mark = "skipped" if c.skipped else ("pass" if c.passed else "**FAIL**")
-        lines.append(f"| {mark} | {c.statement} | {c.source} | {c.measured:.4g} | {c.relation} {c.threshold:.4g} | {c.detail} |")
+        lines.append(f"| {mark} | {_cell(c.statement)} | {c.source} | {c.measured:.4g} | {c.relation} {c.threshold:.4g} | {_cell(c.detail)} |")
     if reproduced:
         lines += _reproduction_markdown(reproduced)
     return "\n".join(lines) + "\n"
