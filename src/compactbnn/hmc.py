@@ -91,14 +91,20 @@ def sites_from_params(params: mlp.Params) -> dict:
     return z
 
 
-def bnn_model(x, y, layer_sizes: Sequence[int], prior_sd: float = 1.0, matmul=None):
+def bnn_model(x, y, layer_sizes: Sequence[int], prior_sd: float = 1.0, matmul=None, *, subsample_size: int | None = None, mask=None):
     """The Bayesian MLP as a NumPyro model: theta ~ N(0, prior_sd^2) per weight and bias, y ~ Cat(softmax(f(x; theta))).
 
-    ``x`` (N, D) inputs, ``y`` (N,) integer labels (None samples them). The likelihood is the
-    sum over all N examples (a plate of size N without subsampling, so no rescaling): the
-    potential energy is ``-log p(theta) - sum_n log p(y_n | x_n, theta)``. ``matmul``: the
-    network's matrix product (``mixed_hmc.matmul``; None is exact float32), for the copy of the
-    model whose gradient drives leapfrog in mixed precision.
+    ``x`` (N, D) inputs, ``y`` (N,) integer labels (None samples them). Without ``subsample_size``
+    (HMC) the likelihood is the sum over all N examples, so the potential energy is
+    ``-log p(theta) - sum_n log p(y_n | x_n, theta)``. ``matmul``: the network's matrix product
+    (``mixed_hmc.matmul``; None is exact float32), for the copy of the model whose gradient drives
+    leapfrog in mixed precision.
+
+    Minibatches (VI): with ``subsample_size`` B the plate ``"data"`` of size N picks B rows of x, y
+    (its indices are NumPyro's random ones, or the caller's through ``handlers.substitute(data=
+    {"data": indices})``) and scales their log-likelihood by N / B, so the ELBO's likelihood term
+    is N times the batch's mean. ``mask`` (B,) marks the real rows of a padded last batch: padding
+    rows count zero and the real ones N / (number of real rows), i.e. still N times their mean.
     """
     sizes = mlp.check_layer_sizes(layer_sizes)
     params = []
@@ -106,9 +112,15 @@ def bnn_model(x, y, layer_sizes: Sequence[int], prior_sd: float = 1.0, matmul=No
         weight = numpyro.sample(site_name(l, "weight"), dist.Normal(0.0, prior_sd).expand((fan_out, fan_in)).to_event(2))
         bias = numpyro.sample(site_name(l, "bias"), dist.Normal(0.0, prior_sd).expand((fan_out,)).to_event(1))
         params.append({"weight": weight, "bias": bias})
-    logits = mlp.apply(params, x, matmul)
-    with numpyro.plate("data", x.shape[0]):
-        numpyro.sample("y", dist.Categorical(logits=logits), obs=y)
+    with numpyro.plate("data", x.shape[0], subsample_size=subsample_size) as indices:
+        if subsample_size is not None:  # full batch (HMC): no gather of the whole data set per gradient
+            x, y = x[indices], None if y is None else y[indices]
+        logits = mlp.apply(params, x, matmul)
+        if mask is None:
+            numpyro.sample("y", dist.Categorical(logits=logits), obs=y)
+        else:
+            with numpyro.handlers.scale(scale=mask.shape[0] / jnp.sum(mask)):
+                numpyro.sample("y", dist.Categorical(logits=logits).mask(mask > 0), obs=y)
 
 
 def log_prior(params: mlp.Params, prior_sd: float = 1.0) -> jax.Array:
