@@ -182,25 +182,47 @@ def interpolation_claims(table: pd.DataFrame, thresholds: Mapping, hidden: int |
                          skip=()) -> list[Claim]:
     """Figure 1 and Figure 2 d, over epochs (the paper: the ridge and the NoT profile hold at every epoch).
 
-    The ridge is read at epochs 1.. (epoch 0 is the initialisation, flat at ~2.3); NoT along
-    lambda at every epoch. ``hidden``: the hidden widths (NoT is summed over hidden layers).
+    ``hidden``: the hidden widths (NoT is summed over hidden layers).
     """
-    width = int(np.sum(hidden))
-    random_not, random_sd = expected_random_not(hidden), random_not_sd(hidden)
     loss_before, loss_after = (_grid(table, split, when, "loss") for when in ("before", "after"))
     not_before, not_after = (_grid(table, split, when, "not_to_w0") for when in ("before", "after"))
-    lambdas = not_before.columns.to_numpy(dtype=float)
-    middle = _nearest(lambdas, 0.5)
+    return [*_ridge_claims(loss_before, loss_after, thresholds, skip),
+            *_not_path_claims(not_before, not_after, thresholds, hidden, skip)]
 
+
+def _ridge_claims(loss_before: pd.DataFrame, loss_after: pd.DataFrame, thresholds: Mapping, skip) -> list[Claim]:
+    """Figure 1 at epochs 1.. (epoch 0 is the initialisation, flat at ~2.3): a ridge before rebasin, none after."""
     trained = lambda series: series[series.index >= 1]  # noqa: E731
     excess_before, excess_after = trained(midpoint_excess(loss_before)), trained(midpoint_excess(loss_after))
     margin = thresholds["ridge_margin"]
-    ridge_share = float(np.mean(excess_before.to_numpy() > margin)) if len(excess_before) else float("nan")
-    ridge_detail = (f"lambda {middle:g} vs the ends; excess at epochs {excess_before.index.min()}..{excess_before.index.max()}: "
-                    f"smallest {excess_before.min():.4g} (epoch {excess_before.idxmin()}), last {excess_before.iloc[-1]:.4g}"
-                    if len(excess_before) else "no trained epoch")
-    after_ratio = _ratio(excess_after.max(), excess_before.mean()) if len(excess_before) else float("nan")
+    if len(excess_before):
+        share = float(np.mean(excess_before.to_numpy() > margin))
+        after_ratio = _ratio(excess_after.max(), excess_before.mean())
+        middle = _nearest(loss_before.columns.to_numpy(dtype=float), 0.5)
+        ridge_detail = (f"lambda {middle:g} vs the ends; excess at epochs {excess_before.index.min()}..{excess_before.index.max()}: "
+                        f"smallest {excess_before.min():.4g} (epoch {excess_before.idxmin()}), last {excess_before.iloc[-1]:.4g}")
+        after_detail = (f"largest after {excess_after.max():.4g} (epoch {excess_after.idxmax()}), "
+                        f"mean before {excess_before.mean():.4g}")
+    else:
+        share = after_ratio = float("nan")
+        ridge_detail = after_detail = "no trained epoch"
+    return [
+        _claim("ridge_before_rebasin",
+               f"before rebasin the path has a loss ridge at every trained epoch: share of epochs whose midpoint loss exceeds the mean of the ends by more than {margin:g}",
+               "Figure 1", share, ">=", thresholds["ridge_epoch_fraction"], skip, ridge_detail),
+        _claim("no_ridge_after_rebasin",
+               "rebasin removes the ridge: largest midpoint excess after rebasin over epochs / mean excess before",
+               "Figure 1", after_ratio, "<=", thresholds["ridge_ratio"], skip, after_detail),
+    ]
 
+
+def _not_path_claims(not_before: pd.DataFrame, not_after: pd.DataFrame, thresholds: Mapping,
+                     hidden: int | Sequence[int], skip) -> list[Claim]:
+    """Figure 2 d at every epoch: NoT(W_lambda, W_0) ~0 for small lambda, rising, a random permutation's for large
+    lambda before rebasin; ~0 everywhere after."""
+    width = int(np.sum(hidden))
+    random_not, random_sd = expected_random_not(hidden), random_not_sd(hidden)
+    lambdas = not_before.columns.to_numpy(dtype=float)
     positive = lambdas[lambdas > 0]
     small = positive[positive <= thresholds["not_path_small_lambda"] + 1e-9]
     small = small if len(small) else positive[:1]  # a coarse grid: its first step stands for "small lambda"
@@ -210,14 +232,6 @@ def interpolation_claims(table: pd.DataFrame, thresholds: Mapping, hidden: int |
     worst_drop = max(0.0, float(drops.max())) if drops.size else 0.0  # 0.0 first: never "-0"
     large_not = not_before[large].to_numpy().min()
     return [
-        _claim("ridge_before_rebasin",
-               f"before rebasin the path has a loss ridge at every trained epoch: share of epochs whose midpoint loss exceeds the mean of the ends by more than {margin:g}",
-               "Figure 1", ridge_share, ">=", thresholds["ridge_epoch_fraction"], skip, ridge_detail),
-        _claim("no_ridge_after_rebasin",
-               "rebasin removes the ridge: largest midpoint excess after rebasin over epochs / mean excess before",
-               "Figure 1", after_ratio, "<=", thresholds["ridge_ratio"], skip,
-               f"largest after {excess_after.max():.4g} (epoch {excess_after.idxmax()}), mean before {excess_before.mean():.4g}"
-               if len(excess_after) else "no trained epoch"),
         _claim("not_path_zero_at_small_lambda",
                "before rebasin, NoT(W_lambda, W_0) is about 0 for small lambda at every epoch: largest, as a fraction of the width",
                "Figure 2d", small_not / width, "<=", thresholds["not_path_zero_fraction"], skip,
@@ -230,8 +244,7 @@ def interpolation_claims(table: pd.DataFrame, thresholds: Mapping, hidden: int |
                "before rebasin, NoT(W_lambda, W_0) for large lambda is a random permutation's at every epoch: "
                "shortfall of the smallest NoT below a random permutation's expected NoT, in its standard deviations",
                "Figure 2d", (random_not - large_not) / random_sd, "<=", thresholds["not_path_random_sd"], skip,
-               f"lambda >= {large.min() if len(large) else float('nan'):g}; smallest NoT {large_not:g}; "
-               f"random permutation: {random_not:.1f} +- {random_sd:.2f}"),
+               f"lambda >= {large.min():g}; smallest NoT {large_not:g}; random permutation: {random_not:.1f} +- {random_sd:.2f}"),
         _claim("not_path_after_rebasin",
                "after rebasin, NoT(W_lambda, W_0) is about 0 for every lambda and epoch: largest, as a fraction of the width",
                "Figure 2d", not_after.to_numpy().max() / width, "<=", thresholds["not_path_after_fraction"], skip),
