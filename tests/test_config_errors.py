@@ -145,6 +145,12 @@ def test_message_suggests_the_fix(override, hint):
     assert hint in _first_line(_apply(SMOKE, override))
 
 
+def test_dotted_key_is_explained():
+    cfg = copy.deepcopy(SMOKE)
+    cfg["posterior.hmc.chains"] = 3  # a YAML file's `posterior.hmc.chains: 3`
+    assert "write nested keys as nested mappings" in _first_line(cfg)
+
+
 def test_several_problems_are_listed_after_the_first_line():
     with pytest.raises(ConfigError) as caught:
         check_config(_apply(SMOKE, {"colour": "blue", "posterior.hmc.chains": 0}), SCHEMA)

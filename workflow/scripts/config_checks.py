@@ -152,7 +152,9 @@ def _describe(error) -> tuple[str, str]:
         known = list(schema.get("properties", {}))
         unknown = sorted(set(value) - set(known))
         suggestion = _suggest(unknown[0], known)
-        if not suggestion:
+        if "." in str(unknown[0]) and str(unknown[0]).split(".")[0] in known:
+            suggestion = "; write nested keys as nested mappings (posterior: {hmc: {chains: 3}}), not as dotted names"
+        elif not suggestion:
             suggestion = f"; known keys here: {', '.join(known)}"
         return _join(key, str(unknown[0])), f"unknown key{suggestion}"
     if kind == "required":
