@@ -247,3 +247,22 @@ def test_kill_9_then_unlock_and_the_same_command_resumes_the_chain_bit_for_bit(t
     with np.load(chain_dir / "samples.npz") as a, np.load(elsewhere / "results" / "killed" / "hmc" / "chain0" / "samples.npz") as b:
         for key in ("params", "log_likelihood_trace", "accept_prob_trace", "test_log_likelihood"):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_a_job_that_cannot_write_says_so_in_one_line(capsys):
+    import errno
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+    import common
+
+    error = OSError(errno.ENOSPC, "No space left on device", "results/x/hmc/chain0/samples.npz")
+    common._report_unwritable(OSError, error, None)
+    assert capsys.readouterr().err == "results/x/hmc/chain0/samples.npz: No space left on device (ENOSPC)\n"
+    try:
+        raise ValueError("an ordinary bug")
+    except ValueError as bug:
+        common._report_unwritable(ValueError, bug, bug.__traceback__)
+    assert "Traceback" in capsys.readouterr().err  # every other error keeps its traceback
