@@ -14,11 +14,19 @@ import pandas as pd
 import pytest
 from conftest import random_mlp, stack_trees
 
-from compactbnn import compact, experiments, interpolation, metrics, mlp, permutation, pruning, train
+from compactbnn import compact, experiments, interpolation, metrics, mlp, permutation, pruning, rebasin, train
 
 SIZES = [64, 16, 10]
 NOT_COLUMNS = ["run", "not_init", "curve", "not_measured", "distance", "barrier", "barrier_midpoint"]
-INTERPOLATION_COLUMNS = ["epoch", "lambda", "rebasin", "split", "loss", "accuracy", "not_to_w0"]
+NOT_EXTRA_COLUMNS = [
+    *(f"{kind}_{split}" for split in ("train", "test")
+      for kind in ("barrier", "barrier_midpoint", "error_barrier", "error_barrier_midpoint")),
+    "distance_w1", "distance_b1", "distance_w2", "distance_b2",
+    *(f"{network}_{metric}_{split}" for network in ("first", "second") for split in ("train", "test")
+      for metric in ("loss", "accuracy")),
+]
+INTERPOLATION_COLUMNS = ["epoch", "lambda", "rebasin", "split", "loss", "accuracy", "not_to_w0",
+                         "l2_to_w0", "l2_to_w0_w1", "l2_to_w0_b1", "l2_to_w0_w2", "l2_to_w0_b2"]
 TABLE1_COLUMNS = ["method", "representation", "agreement", "tv", "accuracy_samples", "accuracy_mean", "nll", "ece"]
 
 
@@ -107,14 +115,15 @@ def not_run(small):
     levels = experiments.not_levels(16, 5)
     init, perms, permuted = experiments.permuted_initialisations(jax.random.key(0), SIZES, levels)
     lambdas = experiments.lambda_grid(5)
-    table = analyse(init, init, permuted, perms, x_match=None, split=(small["x"], small["y"]),
+    splits = {"train": (small["x"], small["y"]), "test": (small["x_test"], small["y_test"])}
+    table = analyse(init, init, permuted, perms, x_match=None, splits=splits, split="train",
                     lambdas=lambdas, method="weight", run=3)
-    return dict(levels=levels, init=init, perms=perms, permuted=permuted, lambdas=lambdas, table=table)
+    return dict(levels=levels, init=init, perms=perms, permuted=permuted, lambdas=lambdas, splits=splits, table=table)
 
 
 def test_analyse_not_run_rows_and_columns(not_run):
     table, levels = not_run["table"], not_run["levels"]
-    assert list(table.columns) == NOT_COLUMNS
+    assert list(table.columns) == NOT_COLUMNS + NOT_EXTRA_COLUMNS
     assert len(table) == 3 * len(levels)
     assert list(table["curve"]) == [c for c in experiments.NOT_CURVES for _ in levels]
     assert (table["run"] == 3).all()
@@ -143,6 +152,42 @@ def test_analyse_not_run_distance_and_barrier_are_the_pairs(not_run, small):
     assert init_rows["distance"].iloc[-1] > 0
 
 
+def test_analyse_not_run_extras_are_the_pairs(not_run):
+    """Barriers on both splits, error barriers, per-layer distances and each network's metrics of every pair."""
+    table, lambdas, splits = not_run["table"], not_run["lambdas"], not_run["splits"]
+    np.testing.assert_array_equal(table["barrier"], table["barrier_train"])  # split="train"
+    np.testing.assert_array_equal(table["barrier_midpoint"], table["barrier_midpoint_train"])
+    layers = table[["distance_w1", "distance_b1", "distance_w2", "distance_b2"]].sum(axis=1)
+    np.testing.assert_allclose(layers, table["distance"], rtol=1e-5)
+    init_rows = table[table["curve"] == "init"].reset_index(drop=True)
+    for j in (0, len(not_run["levels"]) - 1):
+        second = network(not_run["permuted"], j)
+        for name, (x, y) in splits.items():
+            path = interpolation.evaluate_path(not_run["init"], second, lambdas, {name: (x, y)})
+            error = 1.0 - path[f"{name}_accuracy"]
+            assert init_rows.loc[j, f"error_barrier_{name}"] == pytest.approx(error.max() - 0.5 * (error[0] + error[-1]), abs=1e-6)
+            assert init_rows.loc[j, f"error_barrier_midpoint_{name}"] == pytest.approx(
+                error[2] - 0.5 * (error[0] + error[-1]), abs=1e-6)
+            loss = path[f"{name}_loss"]
+            assert init_rows.loc[j, f"barrier_{name}"] == pytest.approx(loss.max() - 0.5 * (loss[0] + loss[-1]), abs=1e-5)
+            for which, net in (("first", not_run["init"]), ("second", second)):
+                metrics_ = train.evaluate(net, x, y)
+                assert init_rows.loc[j, f"{which}_loss_{name}"] == pytest.approx(metrics_["loss"], abs=1e-5)
+                assert init_rows.loc[j, f"{which}_accuracy_{name}"] == pytest.approx(metrics_["accuracy"], abs=1e-6)
+        by_layer = interpolation.squared_distance_per_layer(not_run["init"], second)
+        for layer, value in by_layer.items():
+            assert init_rows.loc[j, f"distance_{layer}"] == pytest.approx(float(value), rel=1e-5, abs=1e-9)
+    # a permuted copy is the same function: its pair's ends score alike
+    np.testing.assert_allclose(init_rows["first_accuracy_test"], init_rows["second_accuracy_test"])
+    assert (init_rows["distance_w1"].iloc[-1] > 0) and (init_rows["distance_b2"] == 0).all()  # b2 is never permuted
+
+
+def test_analyse_not_run_rejects_an_unknown_barrier_split(not_run, small):
+    with pytest.raises(ValueError, match="split 'test'"):
+        analyse(not_run["init"], not_run["init"], not_run["permuted"], not_run["perms"], x_match=None,
+                splits={"train": (small["x"], small["y"])}, split="test", lambdas=not_run["lambdas"], method="weight")
+
+
 def test_analyse_not_run_control_of_untrained_networks_is_zero(not_run):
     """Aligned by the known P, W_init and P W_init coincide: no distance, no barrier, no NoT."""
     control = not_run["table"][not_run["table"]["curve"] == "control"]
@@ -168,7 +213,8 @@ def test_analyse_not_run_trained_and_control_pairs(small):
     trained = random_mlp(11, SIZES)
     trained_permuted = stack_trees([random_mlp(12, SIZES), random_mlp(13, SIZES)])
     table = analyse(init, trained, trained_permuted, perms, x_match=small["x"],
-                    split=(small["x"], small["y"]), lambdas=experiments.lambda_grid(3), method="activation")
+                    splits={"train": (small["x"], small["y"])}, split="train", lambdas=experiments.lambda_grid(3),
+                    method="activation")
     for j in range(2):
         second = network(trained_permuted, j)
         row = table[(table["curve"] == "trained")].iloc[j]
@@ -185,7 +231,7 @@ def test_analyse_not_run_trained_and_control_pairs(small):
 
 def test_analyse_not_run_midpoint_is_nan_without_half(not_run, small):
     table = analyse(not_run["init"], not_run["init"], not_run["permuted"], not_run["perms"],
-                    x_match=None, split=(small["x"], small["y"]),
+                    x_match=None, splits={"train": (small["x"], small["y"])}, split="train",
                     lambdas=experiments.lambda_grid(4), method="weight")
     assert table["barrier_midpoint"].isna().all()
     assert table["barrier"].notna().all()
@@ -196,7 +242,7 @@ def test_analyse_not_run_two_hidden_layers_sums_not(small):
     sizes = [64, 12, 8, 10]
     levels = [1, 5, 9]  # 9 > 8 - 1: the second layer gets NoT 7 at that level
     init, perms, permuted = experiments.permuted_initialisations(jax.random.key(2), sizes, levels)
-    table = analyse(init, init, permuted, perms, x_match=None, split=(small["x"], small["y"]),
+    table = analyse(init, init, permuted, perms, x_match=None, splits={"train": (small["x"], small["y"])}, split="train",
                     lambdas=experiments.lambda_grid(3), method="weight")
     init_rows = table[table["curve"] == "init"]
     planted = [sum(permutation.count_transpositions(p[j]) for p in perms) for j in range(len(levels))]
@@ -242,6 +288,29 @@ def test_interpolation_table_not_to_w0(interpolation_run):
         assert expected > 0
         rows = before[(before["epoch"] == epoch) & (before["lambda"] == 1.0)]
         assert (rows["not_to_w0"] == expected).all()
+
+
+def test_interpolation_table_distance_to_w0(interpolation_run):
+    """||W_lambda - W0|| in total and per layer: 0 at lambda = 0, ||W1 - W0|| at 1 (W1 aligned after rebasin), linear."""
+    table, lambdas = interpolation_run["table"], interpolation_run["lambdas"]
+    layers = ["l2_to_w0_w1", "l2_to_w0_b1", "l2_to_w0_w2", "l2_to_w0_b2"]
+    np.testing.assert_allclose((table[layers] ** 2).sum(axis=1), table["l2_to_w0"] ** 2, rtol=1e-5)
+    for epoch in (0, 1):
+        w0, w1 = (network(network(interpolation_run["snapshots"], epoch), i) for i in (0, 1))
+        aligned, _ = rebasin.rebasin(w0, w1, method="weight")
+        for when, end in (("before", w1), ("after", aligned)):
+            rows = table[(table["epoch"] == epoch) & (table["rebasin"] == when) & (table["split"] == "train")]
+            full = np.sqrt(float(interpolation.squared_distance(w0, end)))
+            np.testing.assert_allclose(rows["l2_to_w0"], lambdas * full, rtol=1e-4, atol=1e-6)
+            per_layer = interpolation.squared_distance_per_layer(w0, end)
+            for layer, value in per_layer.items():
+                np.testing.assert_allclose(rows[f"l2_to_w0_{layer}"], lambdas * np.sqrt(float(value)), rtol=1e-4, atol=1e-6)
+        last = lambda when: table.loc[(table["epoch"] == epoch) & (table["rebasin"] == when)  # noqa: E731
+                                      & (table["lambda"] == 1.0), "l2_to_w0"].iloc[0]
+        assert last("after") < last("before")  # the alignment brings W1 nearer W0
+        # the same values on every split's rows
+        rows = table[table["epoch"] == epoch].pivot_table(index=["rebasin", "lambda"], columns="split", values="l2_to_w0")
+        np.testing.assert_array_equal(rows["train"], rows["test"])
 
 
 def test_interpolation_table_losses(interpolation_run):
@@ -397,3 +466,37 @@ def test_sigma_histograms():
             np.testing.assert_allclose(group[column], value, rtol=1e-12, err_msg=column)
     assert edges[0] == 0.0 and edges[-1] == pytest.approx(top)
     assert len(edges) == num_bins + 1
+
+
+# --- HMC's running predictive -------------------------------------------------------------------------------
+
+
+def test_interleave_chains():
+    np.testing.assert_array_equal(experiments.interleave_chains([3, 3]), [0, 3, 1, 4, 2, 5])
+    np.testing.assert_array_equal(experiments.interleave_chains([2, 3, 1]), [0, 2, 5, 1, 3, 4])
+    np.testing.assert_array_equal(experiments.interleave_chains([4]), [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="at least one sample"):
+        experiments.interleave_chains([2, 0])
+
+
+def test_running_predictive_table(small):
+    """Per chain, its own samples in order; pooled, interleaved: at n = 2 k the mean of both chains' k-sample predictives."""
+    samples = mlp.init_many(jax.random.key(40), SIZES, 6)
+    x, y = small["x_test"], small["y_test"]
+    table = experiments.running_predictive_table(samples, [3, 3], x, y)
+    assert list(table.columns) == ["chain", "n", "accuracy", "nll", "sample_accuracy", "sample_nll"]
+    assert list(table["chain"].unique()) == ["0", "1", "pooled"]
+    assert list(table["n"]) == [1, 2, 3, 1, 2, 3, 1, 2, 3, 4, 5, 6]
+    softmax = [metrics.network_probabilities(network(samples, s), x) for s in range(6)]
+    mean = lambda indices: np.mean([softmax[s] for s in indices], axis=0)  # noqa: E731
+    for chain, indices in (("0", [0, 1, 2]), ("1", [3, 4, 5])):
+        rows = table[table["chain"] == chain]
+        for n in (1, 2, 3):
+            assert rows["nll"].iloc[n - 1] == pytest.approx(metrics.nll(mean(indices[:n]), y), abs=1e-6)
+    pooled = table[table["chain"] == "pooled"]
+    for k in (1, 2, 3):
+        both = 0.5 * (mean(range(k)) + mean(range(3, 3 + k)))
+        assert pooled["nll"].iloc[2 * k - 1] == pytest.approx(metrics.nll(both, y), abs=1e-6)
+    np.testing.assert_allclose(pooled["sample_accuracy"].iloc[:2], table.loc[table["n"] == 1, "sample_accuracy"].iloc[:2])
+    with pytest.raises(ValueError, match="do not add up"):
+        experiments.running_predictive_table(samples, [3, 2], x, y)

@@ -1,4 +1,5 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import random_mlp, stack_trees
@@ -91,6 +92,55 @@ def test_loss_barrier_rejects_bad_grids():
         interpolation.loss_barrier([1.0, 2.0, 1.0], [0.0, 0.5, 1.0], kind="mean")
     with pytest.raises(ValueError, match="1-D grid"):
         interpolation.interpolate(random_mlp(0, [3, 4, 2]), random_mlp(1, [3, 4, 2]), [[0.0, 1.0]])
+
+
+def _sign_network(swap: bool):
+    """1-2-2 ReLU network computing logits [relu(x), relu(-x)]; ``swap`` stores its hidden units the other way round."""
+    hidden, out = np.array([[1.0], [-1.0]]), np.eye(2)
+    if swap:
+        hidden, out = hidden[::-1], out[:, ::-1]
+    return [{"weight": jnp.asarray(hidden, jnp.float32), "bias": jnp.zeros(2)},
+            {"weight": jnp.asarray(out, jnp.float32), "bias": jnp.zeros(2)}]
+
+
+def test_error_barrier_of_hand_made_networks():
+    """Two permuted copies classify the sign of x perfectly; their midpoint has zero weights, ties, and predicts
+    class 0 everywhere: 3 of 4 points right, so the 0-1 error barrier is 0.25 (0 at lambda = 0.25 and 0.75)."""
+    x, y = np.array([[1.0], [2.0], [0.5], [-1.0]], np.float32), np.array([0, 0, 0, 1])
+    a, b = _sign_network(False), _sign_network(True)
+    lambdas = [0.0, 0.25, 0.5, 0.75, 1.0]
+    accuracy = interpolation.evaluate_path(a, b, lambdas, {"s": (x, y)})["s_accuracy"]
+    np.testing.assert_allclose(accuracy, [1.0, 1.0, 0.75, 1.0, 1.0])
+    assert interpolation.error_barrier(accuracy, lambdas) == pytest.approx(0.25)
+    assert interpolation.error_barrier(accuracy, lambdas, kind="midpoint") == pytest.approx(0.25)
+    # aligned, the copies coincide: no error barrier
+    aligned, _ = rebasin.rebasin(a, b)
+    aligned_accuracy = interpolation.evaluate_path(a, aligned, lambdas, {"s": (x, y)})["s_accuracy"]
+    assert interpolation.error_barrier(aligned_accuracy, lambdas) == 0.0
+    # by hand: errors [0.1, 0.6, 0.3] -> 0.6 - 0.2; the error is 1 - accuracy, batch axes kept
+    np.testing.assert_allclose(interpolation.error_barrier([[0.9, 0.4, 0.7]], [0.0, 0.5, 1.0]), [0.4])
+    with pytest.raises(ValueError, match="lambda = 0.5"):
+        interpolation.error_barrier([0.9, 0.4, 0.7], [0.0, 0.4, 1.0], kind="midpoint")
+
+
+def test_squared_distance_per_layer_of_hand_made_networks():
+    a, b = _sign_network(False), _sign_network(True)
+    per_layer = {k: float(v) for k, v in interpolation.squared_distance_per_layer(a, b).items()}
+    # w1: [1, -1] vs [-1, 1] -> 4 + 4; w2: eye vs its columns swapped -> 4 entries of 1
+    assert per_layer == {"w1": 8.0, "b1": 0.0, "w2": 4.0, "b2": 0.0}
+    assert sum(per_layer.values()) == float(interpolation.squared_distance(a, b))
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, a)
+    shifted = [{"weight": a[0]["weight"], "bias": jnp.array([3.0, 0.0])}, {"weight": a[1]["weight"], "bias": jnp.array([0.0, -2.0])}]
+    assert {k: float(v) for k, v in interpolation.squared_distance_per_layer(shifted, a).items()} == {
+        "w1": 0.0, "b1": 9.0, "w2": 0.0, "b2": 4.0}
+    # leading model axes broadcast; three layers are named w1 ... b3 in ravel order
+    stacked = interpolation.squared_distance_per_layer(stack_trees([a, b, zeros]), a)
+    np.testing.assert_allclose(stacked["w1"], [0.0, 8.0, 2.0])
+    np.testing.assert_allclose(stacked["w2"], [0.0, 4.0, 2.0])
+    deep = interpolation.squared_distance_per_layer(random_mlp(0, [5, 4, 3, 2]), random_mlp(1, [5, 4, 3, 2]))
+    assert list(deep) == interpolation.layer_names(3) == ["w1", "b1", "w2", "b2", "w3", "b3"]
+    assert sum(float(v) for v in deep.values()) == pytest.approx(
+        float(interpolation.squared_distance(random_mlp(0, [5, 4, 3, 2]), random_mlp(1, [5, 4, 3, 2]))), rel=1e-5)
 
 
 def test_barrier_of_a_network_with_itself_is_zero(pair, splits):

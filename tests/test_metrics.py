@@ -120,3 +120,35 @@ def test_predictive_rejects_bad_input():
         metrics.predictive(mlp.init(jax.random.key(0), [5, 6, 3]), np.zeros((4, 5), np.float32))
     with pytest.raises(ValueError, match="batch_size"):
         metrics.predictive(stack, np.zeros((4, 5), np.float32), batch_size=0)
+
+
+# ----------------------------------------------------------------------------- running predictive
+
+
+def test_running_predictive_is_the_mean_softmax_of_the_first_n_samples():
+    """Entry n - 1 is the predictive of the first n networks (in ``order``), whatever the chunking."""
+    stack = mlp.init_many(jax.random.key(3), [5, 6, 3], 7)
+    stack = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf) * 4.0, stack)  # sharper softmaxes: distinct NLLs
+    x = np.asarray(jax.random.normal(jax.random.key(4), (23, 5)))
+    y = np.asarray(jax.random.randint(jax.random.key(5), (23,), 0, 3))
+    order = np.array([6, 2, 0, 5, 1, 3, 4, 2])  # any order, repeats allowed
+    probabilities = metrics.sample_probabilities(stack, x, batch_size=10, sample_batch_size=3)
+    assert probabilities.shape == (7, 23, 3) and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.mean(axis=0), metrics.predictive(stack, x), atol=1e-6)
+    running = metrics.running_predictive(probabilities, y, order=order, chunk_size=3)
+    assert set(running) == {"accuracy", "nll", "sample_accuracy", "sample_nll"}
+    softmax = [_numpy_probabilities(jax.tree_util.tree_map(lambda l: l[s], stack), x) for s in range(7)]
+    for n in range(1, len(order) + 1):
+        mean_softmax = np.mean([softmax[s] for s in order[:n]], axis=0)
+        assert running["nll"][n - 1] == pytest.approx(metrics.nll(mean_softmax, y), abs=1e-5)
+        assert running["accuracy"][n - 1] == pytest.approx(metrics.accuracy(mean_softmax, y))
+        assert running["sample_nll"][n - 1] == pytest.approx(metrics.nll(softmax[order[n - 1]], y), abs=1e-5)
+        assert running["sample_accuracy"][n - 1] == pytest.approx(metrics.accuracy(softmax[order[n - 1]], y))
+    assert len(set(np.round(running["nll"], 6))) == len(order)  # the curve moves: a real running mean
+    default = metrics.running_predictive(probabilities, y)  # default order: 0, 1, ..., S - 1
+    assert default["nll"][-1] == pytest.approx(metrics.nll(metrics.predictive(stack, x), y), abs=1e-5)
+    assert default["sample_nll"][0] == pytest.approx(running["sample_nll"][2], abs=1e-6)  # network 0 both times
+    with pytest.raises(ValueError, match="outside the 7 networks"):
+        metrics.running_predictive(probabilities, y, order=[0, 7])
+    with pytest.raises(ValueError, match=r"\(S, N, C\)"):
+        metrics.running_predictive(probabilities[0], y)

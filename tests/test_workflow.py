@@ -42,6 +42,8 @@ def _expected_counts(preset: str | None) -> dict[str, int]:
     counts = {"train_not_run": runs, "analyse_not_run": runs, "collect_not_experiment": 1, "train_interpolation": 1,
               "analyse_interpolation": 1, "hmc_chain": chains, "train_ensemble": 1, "fit_vi": 1, "compact": 1,
               "posterior_metrics": 1, "figure1": 1, "figure2": 1, "figure3": 1, "table1": 1, "claims": 1, "all": 1}
+    # the authors' other analyses (issue 10): HMC's running predictive, supplementary Figures S1 and S2
+    counts.update({"hmc_running_predictive": 1, "figure_s1": 1, "figure_s2": 1})
     if config["data"]["dataset"] == "mnist":
         counts["fetch_mnist"] = 1  # the fresh copy has no resources/mnist.npz
     counts["total"] = sum(counts.values())
@@ -60,7 +62,7 @@ def test_dry_run_job_counts_match_config(fresh_copy, preset):
 @pytest.mark.slow
 def test_smoke_end_to_end_with_claims(smoke_run):
     out = smoke_run.workdir / "results" / "smoke"
-    for figure in ("figure1", "figure2", "figure3"):
+    for figure in ("figure1", "figure2", "figure3", "figure_s1", "figure_s2"):
         for ext in ("pdf", "png"):
             assert (out / "figures" / f"{figure}.{ext}").stat().st_size > 10_000
         assert (out / "notebooks" / f"{figure}.ipynb").exists()
@@ -72,8 +74,11 @@ def test_smoke_end_to_end_with_claims(smoke_run):
     assert "(0.8249)" in (out / "tables" / "table1.md").read_text()  # the paper's value beside ours
     assert "\\begin{tabular}" in (out / "tables" / "table1.tex").read_text()
     columns = {
-        "not_experiment": ["run", "not_init", "curve", "not_measured", "distance", "barrier"],
-        "interpolation": ["epoch", "lambda", "rebasin", "split", "loss", "accuracy", "not_to_w0"],
+        "not_experiment": ["run", "not_init", "curve", "not_measured", "distance", "barrier", "barrier_test",
+                           "error_barrier_train", "error_barrier_test", "distance_w1", "distance_b2", "second_accuracy_test"],
+        "interpolation": ["epoch", "lambda", "rebasin", "split", "loss", "accuracy", "not_to_w0", "l2_to_w0", "l2_to_w0_w1"],
+        "hmc_running_predictive": ["chain", "n", "accuracy", "nll", "sample_accuracy", "sample_nll"],
+
         "sigma": ["method", "representation", "bin_left", "bin_right", "count"],
         "pruning": ["curve", "retained_percent", "accuracy"],
     }

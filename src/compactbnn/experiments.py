@@ -9,6 +9,10 @@ trained first network permuted by the known P vs the trained second).
 Experiment B (Figure 1, Figure 2 d): two independently initialised networks trained side by
 side; at every epoch, the loss along their linear interpolation before and after rebasin, and
 the NoT between W_lambda and W0.
+
+Both also carry the authors' other measures (Figure S1): error barriers on train and test,
+distances per weight matrix and bias, the networks' own metrics. HMC's running predictive
+(Figure S2) is the accuracy and NLL of the first n kept samples' predictive.
 """
 
 from __future__ import annotations
@@ -69,21 +73,37 @@ def analyse_not_run(
     perms: Sequence[np.ndarray],
     *,
     x_match: np.ndarray | None,
-    split: tuple[np.ndarray, np.ndarray],
+    splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    split: str,
     lambdas: np.ndarray,
     method: str,
     run: int = 0,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """One run of Experiment A as rows (run, not_init, curve, not_measured, distance, barrier, barrier_midpoint).
+    """One run of Experiment A: one row per (curve, level) with NoT, distances, barriers and the pair's own metrics.
 
     ``init``/``trained`` are the first network (no model axis) before and after training,
     ``trained_permuted`` the L trained copies (stacked) that started at ``P_k init``, ``perms`` the
-    known P: one (L, n_l) array per hidden layer. ``not_init`` is NoT(P) and ``not_measured`` NoT(P') that rebasin (``method``; activation matching on ``x_match``)
-    finds to align the second network to the first, summed over hidden layers; ``barrier`` is
-    the maximum over ``lambdas`` on ``split`` = (x, y), ``barrier_midpoint`` the lambda = 0.5
-    variant (the authors' code; NaN when 0.5 is not on the grid).
+    known P: one (L, n_l) array per hidden layer. ``splits`` maps split names to (x, y), e.g.
+    ``{"train": ..., "test": ...}``; ``split`` names the one behind ``barrier``.
+
+    Columns (the first seven are what Figure 2 and the claims read):
+
+    - ``run``, ``not_init`` (NoT(P), summed over hidden layers), ``curve`` (``NOT_CURVES``);
+    - ``not_measured``: NoT(P') that rebasin (``method``; activation matching on ``x_match``) finds
+      to align the second network to the first, summed over hidden layers;
+    - ``distance``: ``||W0 - W1||^2``; ``barrier``: the loss barrier, maximum over ``lambdas`` on
+      ``split``; ``barrier_midpoint``: its lambda = 0.5 variant (the authors' code; NaN when 0.5 is
+      not on the grid);
+    - for every split S (the authors' extras): ``barrier_S``, ``barrier_midpoint_S`` (loss) and
+      ``error_barrier_S``, ``error_barrier_midpoint_S`` (0-1 error);
+    - ``distance_w1``, ``distance_b1``, ``distance_w2``, ... : the squared distance per weight
+      matrix and bias, layer 1 first (they sum to ``distance``);
+    - ``first_loss_S``, ``first_accuracy_S``, ``second_loss_S``, ``second_accuracy_S``: each
+      network of the pair on split S (the path's ends), e.g. the trained networks' final loss.
     """
+    if split not in splits:
+        raise ValueError(f"split {split!r} (the barrier's) is not among the splits {sorted(splits)}")
     # NoT(P) summed over hidden layers, as NoT(P') is: with one hidden layer, the level k itself
     not_init = np.sum([np.asarray(permutation.count_transpositions_many(p)) for p in perms], axis=0).astype(int)
     init_stack, trained_stack = mlp.repeat(init, len(not_init)), mlp.repeat(trained, len(not_init))
@@ -98,16 +118,33 @@ def analyse_not_run(
     for curve in tqdm(NOT_CURVES, desc=f"analysing run {run}", disable=not progress, leave=False):
         first, second = pairs[curve]
         not_measured = interpolation.transpositions_between_pairs(first, second, method=method, x=x_match)
-        losses = interpolation.evaluate_paths(first, second, lambdas, {"split": split})["split_loss"]
-        frames.append(pd.DataFrame({
+        path = interpolation.evaluate_paths(first, second, lambdas, splits)
+        columns = {
             "run": run,
             "not_init": not_init,
             "curve": curve,
             "not_measured": np.asarray(not_measured, int),
             "distance": np.asarray(interpolation.squared_distance(first, second), float),
-            "barrier": interpolation.loss_barrier(losses, lambdas, "max"),
-            "barrier_midpoint": interpolation.loss_barrier(losses, lambdas, "midpoint") if has_midpoint else np.nan,
-        }))
+        }
+        for name in splits:
+            loss, acc = path[f"{name}_loss"], path[f"{name}_accuracy"]
+            columns[f"barrier_{name}"] = interpolation.loss_barrier(loss, lambdas, "max")
+            columns[f"barrier_midpoint_{name}"] = interpolation.loss_barrier(loss, lambdas, "midpoint") if has_midpoint else np.nan
+            columns[f"error_barrier_{name}"] = interpolation.error_barrier(acc, lambdas, "max")
+            columns[f"error_barrier_midpoint_{name}"] = (
+                interpolation.error_barrier(acc, lambdas, "midpoint") if has_midpoint else np.nan)
+        for layer, value in interpolation.squared_distance_per_layer(first, second).items():
+            columns[f"distance_{layer}"] = np.asarray(value, float)
+        # lambda = 0 and 1 are the pair's networks themselves (interpolate is exact at the ends)
+        ends = {"first": interpolation.grid_index(lambdas, 0.0), "second": interpolation.grid_index(lambdas, 1.0)}
+        for network, index in ends.items():
+            for name in splits:
+                columns[f"{network}_loss_{name}"] = path[f"{name}_loss"][:, index]
+                columns[f"{network}_accuracy_{name}"] = path[f"{name}_accuracy"][:, index]
+        table = pd.DataFrame(columns)
+        table.insert(5, "barrier", table[f"barrier_{split}"])
+        table.insert(6, "barrier_midpoint", table[f"barrier_midpoint_{split}"])
+        frames.append(table)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -120,11 +157,14 @@ def interpolation_table(
     x_match: np.ndarray | None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Experiment B as rows (epoch, lambda, rebasin, split, loss, accuracy, not_to_w0).
+    """Experiment B as rows (epoch, lambda, rebasin, split, loss, accuracy, not_to_w0, l2_to_w0, l2_to_w0_w1, ...).
 
     ``snapshots``: parameters with leading axes (epochs + 1, 2): the two networks at every
     epoch. ``rebasin = "before"`` interpolates W0 and W1 as they are, ``"after"`` first aligns W1
-    to W0 at that epoch. ``not_to_w0`` is NoT(P') of the permutation that aligns W_lambda to W0.
+    to W0 at that epoch. ``not_to_w0`` is NoT(P') of the permutation that aligns W_lambda to W0;
+    ``l2_to_w0`` the L2 norm ``||W_lambda - W0||`` (not squared, as the authors' training-dynamics
+    script), and ``l2_to_w0_w1``, ``l2_to_w0_b1``, ... the same per weight matrix and bias, layer 1
+    first. The error along lambda is ``1 - accuracy``.
     """
     num_epochs = np.shape(snapshots[0]["bias"])[0]
     frames = []
@@ -138,11 +178,14 @@ def interpolation_table(
             path_perms = rebasin.align_many(w0, path, method=method, x=x_match)
             not_to_w0 = np.sum([np.asarray(permutation.count_transpositions_many(p)) for p in path_perms], axis=0)
             metrics = interpolation.evaluate_path(w0, end, lambdas, splits)
+            l2_to_w0 = {"l2_to_w0": np.sqrt(np.asarray(interpolation.squared_distance(path, w0), np.float64))}
+            for layer, value in interpolation.squared_distance_per_layer(path, w0).items():
+                l2_to_w0[f"l2_to_w0_{layer}"] = np.sqrt(np.asarray(value, np.float64))
             for split in splits:
                 frames.append(pd.DataFrame({
                     "epoch": epoch, "lambda": lambdas, "rebasin": label, "split": split,
                     "loss": metrics[f"{split}_loss"], "accuracy": metrics[f"{split}_accuracy"],
-                    "not_to_w0": not_to_w0.astype(int),
+                    "not_to_w0": not_to_w0.astype(int), **l2_to_w0,
                 }))
     return pd.concat(frames, ignore_index=True)
 
@@ -241,4 +284,41 @@ def sigma_histograms(gaussians: Mapping[tuple[str, str], compact.Gaussian], num_
             "count": counts, "mean": values.mean(), "median": np.median(values),
             "p99": np.percentile(values, 99), "max": values.max(),
         }))
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# HMC's running predictive (the authors' MNIST_HMC.py): when has the sample average converged?
+
+
+def interleave_chains(counts: Sequence[int]) -> np.ndarray:
+    """Indices into chains pooled chain after chain, taken by kept index: chain 0's first sample,
+    chain 1's first, ..., then every chain's second, and so on (a chain that ran out is skipped)."""
+    counts = [int(c) for c in counts]
+    if not counts or min(counts) < 1:
+        raise ValueError(f"every chain needs at least one sample, got counts {counts}")
+    offsets = np.cumsum([0, *counts[:-1]])
+    return np.asarray([offset + k for k in range(max(counts)) for offset, count in zip(offsets, counts) if k < count])
+
+
+def running_predictive_table(samples: mlp.Params, counts: Sequence[int], x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+    """Rows (chain, n, accuracy, nll, sample_accuracy, sample_nll): the predictive of the first n kept samples.
+
+    ``samples``: the chains pooled chain after chain (leading axis), ``counts`` each chain's
+    number of samples. ``chain`` is "0", "1", ... for each chain alone and "pooled" for all
+    chains interleaved by kept index (``interleave_chains``: with C chains of equal length, the
+    pooled predictive at n = C k is the mean of the chains' predictives at k). ``sample_*`` is
+    the n-th sample alone (the authors' per-sample test accuracy).
+    """
+    total = int(np.shape(samples[0]["bias"])[0])
+    if sum(int(c) for c in counts) != total:
+        raise ValueError(f"counts {list(counts)} do not add up to the {total} samples")
+    offsets = np.cumsum([0, *counts[:-1]])
+    orders = {str(c): np.arange(offset, offset + count) for c, (offset, count) in enumerate(zip(offsets, counts))}
+    orders["pooled"] = interleave_chains(counts)
+    probabilities = metrics.sample_probabilities(samples, x)  # one forward pass per sample serves every order
+    frames = []
+    for chain, order in orders.items():
+        running = metrics.running_predictive(probabilities, y, order=order)
+        frames.append(pd.DataFrame({"chain": chain, "n": np.arange(1, order.size + 1), **running}))
     return pd.concat(frames, ignore_index=True)

@@ -161,3 +161,171 @@ def table1_latex(table: pd.DataFrame) -> str:
                      f"{cell(row.accuracy_samples, 2)} & {cell(row.accuracy_mean, 2)} \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- supplementary figures
+# The authors' other measures (their scripts compute them; the paper prints none of them).
+
+SPLIT_STYLES = {"train": "-", "test": "--"}
+REBASIN_STYLES = {"before": "--", "after": "-"}
+
+
+def _not_panel_per_split(ax, table: pd.DataFrame, column: str, ylabel: str):
+    """``column``_train solid and ``column``_test dashed, for every curve of Experiment A, +-1 sd over runs."""
+    for curve in ("init", "trained", "control"):
+        part = table[table["curve"] == curve]
+        for split, style in SPLIT_STYLES.items():
+            if part.empty or f"{column}_{split}" not in part:
+                continue
+            sns.lineplot(data=part, x="not_init", y=f"{column}_{split}", errorbar="sd", ax=ax, color=CURVE_COLOURS[curve],
+                         ls=style, label=f"{CURVE_LABELS[curve]}, {split}")
+    ax.set_xlabel("NoT(P) at initialisation")
+    ax.set_ylabel(ylabel)
+
+
+def _layer_columns(table: pd.DataFrame, prefix: str) -> list[str]:
+    """The per-layer columns ``prefix`` + w1, b1, w2, ... present in a table, in layer order."""
+    names = [c[len(prefix):] for c in table.columns if c.startswith(prefix) and c[len(prefix):][:1] in ("w", "b")
+             and c[len(prefix) + 1:].isdigit()]
+    return [prefix + n for n in sorted(names, key=lambda n: (int(n[1:]), n[0] == "b"))]
+
+
+def figure_s1(not_experiment: pd.DataFrame, interpolation: pd.DataFrame, barrier: str = "max",
+              split: str = "train") -> plt.Figure:
+    """Experiments A and B, the authors' other measures.
+
+    Top (Experiment A, +-1 sd over runs): (a) loss and (b) 0-1 error barriers on train (solid)
+    and test (dashed); (c) squared distance per weight matrix and bias; (d) final accuracy of
+    the trained networks. Bottom (Experiment B): (e, f) error along lambda over epochs before
+    and after rebasin; (g) ||W1 - W0|| per layer over epochs; (h) error along lambda at the last epoch.
+    """
+    fig, axes = plt.subplots(2, 4, figsize=(22, 9), constrained_layout=True)
+    midpoint = "" if barrier == "max" else "_midpoint"
+    where = "max over $\\lambda$" if barrier == "max" else "$\\lambda$ = 0.5"
+    ax = axes[0, 0]
+    _not_panel_per_split(ax, not_experiment, f"barrier{midpoint}", f"loss barrier ({where})")
+    ax.set_title("(a) loss barrier, train and test")
+    ax.legend(fontsize=7)
+    ax = axes[0, 1]
+    _not_panel_per_split(ax, not_experiment, f"error_barrier{midpoint}", f"0-1 error barrier ({where})")
+    ax.set_title("(b) error barrier, train and test")
+    ax.get_legend().remove()
+    ax = axes[0, 2]
+    layer_colours = dict(zip(_layer_columns(not_experiment, "distance_"), sns.color_palette("colorblind")))
+    for curve, style in (("trained", "-"), ("init", ":")):
+        part = not_experiment[not_experiment["curve"] == curve]
+        for column, colour in layer_colours.items():
+            sns.lineplot(data=part, x="not_init", y=column, errorbar="sd", ax=ax, color=colour, ls=style,
+                         label=f"{column.removeprefix('distance_')}, {CURVE_LABELS[curve]}")
+    ax.set_yscale("log")
+    ax.set_xlabel("NoT(P) at initialisation")
+    ax.set_ylabel("squared distance of the layer's weights")
+    ax.set_title("(c) $\\|W_0 - W_1\\|^2$ per weight matrix and bias")
+    ax.legend(fontsize=7)
+    ax = axes[0, 3]
+    trained = not_experiment[not_experiment["curve"] == "trained"]
+    for network, colour in (("first", "tab:green"), ("second", "tab:olive")):
+        for data_split, style in SPLIT_STYLES.items():
+            sns.lineplot(data=trained, x="not_init", y=trained[f"{network}_accuracy_{data_split}"] * 100, errorbar="sd",
+                         ax=ax, color=colour, ls=style,
+                         label=f"{'$W_0$' if network == 'first' else '$P W_0$ (trained copy)'}, {data_split}")
+    ax.set_xlabel("NoT(P) at initialisation")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("(d) the trained networks' final accuracy")
+    ax.legend(fontsize=7)
+
+    table = interpolation[interpolation["split"] == split].assign(error=lambda t: 1 - t["accuracy"])
+    norm = matplotlib.colors.Normalize(vmin=0, vmax=table["error"].max())
+    for ax, when in zip(axes[1, :2], ("before", "after")):
+        mesh = _heatmap(ax, table[table["rebasin"] == when], "error", norm, "viridis")
+        ax.set_title(f"({'e' if when == 'before' else 'f'}) {split} error along $\\lambda$, {when} rebasin")
+    fig.colorbar(mesh, ax=axes[1, :2], label=f"{split} error (1 - accuracy)")
+    ax = axes[1, 2]
+    ends = table[np.isclose(table["lambda"], 1.0)]
+    columns = ["l2_to_w0", *_layer_columns(ends, "l2_to_w0_")]
+    for column, colour in zip(columns, ["black", *sns.color_palette("colorblind")]):
+        for when, style in REBASIN_STYLES.items():
+            part = ends[ends["rebasin"] == when]
+            ax.plot(part["epoch"], part[column], color=colour, ls=style,
+                    label=f"{column.removeprefix('l2_to_w0').removeprefix('_') or 'total'}, {when}")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("$\\|W_1 - W_0\\|$")
+    ax.set_title("(g) distance of the two networks, before and after rebasin")
+    ax.legend(fontsize=7, ncol=2)
+    ax = axes[1, 3]
+    last = interpolation[interpolation["epoch"] == interpolation["epoch"].max()]
+    for (when, data_split), part in last.groupby(["rebasin", "split"]):
+        ax.plot(part["lambda"], 100 * (1 - part["accuracy"]), marker="o", ms=3, ls=SPLIT_STYLES.get(data_split, "-"),
+                color="tab:green" if when == "after" else "tab:blue", label=f"{when} rebasin, {data_split}")
+    ax.set_xlabel("$\\lambda$")
+    ax.set_ylabel("error (%)")
+    ax.set_title(f"(h) error along $\\lambda$ at epoch {int(last['epoch'].max())}")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def figure_s2(running: pd.DataFrame) -> plt.Figure:
+    """HMC's running predictive: test accuracy and NLL of the first n kept samples, each chain and pooled.
+
+    Faint dots: the n-th sample alone. Pooled: the chains interleaved by kept index.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    chains = [c for c in running["chain"].astype(str).unique() if c != "pooled"]
+    colours = dict(zip(chains, sns.color_palette("colorblind", len(chains))))
+    for ax, (metric, label, scale) in zip(axes, (("accuracy", "test accuracy (%)", 100), ("nll", "test NLL", 1))):
+        for chain, part in running.groupby(running["chain"].astype(str), sort=False):
+            pooled = chain == "pooled"
+            colour = "black" if pooled else colours[chain]
+            ax.plot(part["n"], scale * part[metric], color=colour, lw=2 if pooled else 1,
+                    label="pooled (interleaved)" if pooled else f"chain {chain}")
+            if not pooled:
+                ax.scatter(part["n"], scale * part[f"sample_{metric}"], color=colour, s=4, alpha=0.3)
+        ax.set_xlabel("kept samples in the average, n")
+        ax.set_ylabel(label)
+        ax.set_xscale("log")
+        ax.legend(fontsize=8)
+    axes[0].set_title("(a) accuracy of the predictive of the first n samples")
+    axes[1].set_title("(b) NLL of the predictive of the first n samples")
+    return fig
+
+
+# --------------------------------------------------------------------------- Figure 4 (beyond the paper)
+METHOD_NAMES = {"hmc": "HMC", "ensemble": "Ens.", "vi": "VI"}
+QUANTITY_SYMBOLS = {"mu": "\\mu", "sigma": "\\sigma"}
+
+
+def figure4(values: pd.DataFrame, correlations: pd.DataFrame, gridsize: int = 60) -> plt.Figure:
+    """One weight space for HMC, the ensemble and VI: every weight's mu and sigma, one row per method pair.
+
+    Columns: mu before rebasin (each method in its own basis), mu after (all in one reference's
+    basis), then sigma before and after; before and after share their axes. Each panel is a hexbin
+    of all weights with log counts and the line y = x, titled with the Pearson (r) and Spearman
+    (rho) correlations from ``correlations`` (``weight_space.weight_space_correlations``).
+    """
+    pairs = list(correlations[["method_a", "method_b"]].drop_duplicates().itertuples(index=False, name=None))
+    columns = [(quantity, alignment) for quantity in ("mu", "sigma") for alignment in ("before", "after")]
+    fig, axes = plt.subplots(len(pairs), len(columns), figsize=(3.6 * len(columns), 3.3 * len(pairs)),
+                             constrained_layout=True, squeeze=False)
+    for row, (a, b) in enumerate(pairs):
+        for column, (quantity, alignment) in enumerate(columns):
+            ax = axes[row, column]
+            both = values[[f"{quantity}_{a}", f"{quantity}_{b}"]].to_numpy()
+            low, high = float(both.min()), float(both.max())  # one range for before and after
+            part = values[values["alignment"] == alignment]
+            ax.hexbin(part[f"{quantity}_{a}"], part[f"{quantity}_{b}"], gridsize=gridsize, bins="log", mincnt=1,
+                      cmap="viridis", linewidths=0, extent=(low, high, low, high))
+            ax.plot([low, high], [low, high], color="tab:red", lw=0.7, ls=":")
+            ax.set_xlim(low, high)
+            ax.set_ylim(low, high)
+            stats = correlations[(correlations["quantity"] == quantity) & (correlations["alignment"] == alignment)
+                                 & (correlations["method_a"] == a) & (correlations["method_b"] == b)].iloc[0]
+            symbol = QUANTITY_SYMBOLS[quantity]
+            ax.set_xlabel(f"{METHOD_NAMES.get(a, a)} ${symbol}$")
+            ax.set_ylabel(f"{METHOD_NAMES.get(b, b)} ${symbol}$")
+            ax.set_title(f"${symbol}$ {alignment} rebasin\nr = {stats['pearson']:.2f}, "
+                         f"$\\rho$ = {stats['spearman']:.2f}", fontsize=10,
+                         fontweight="bold" if alignment == "after" else "normal")
+    fig.suptitle("One weight space for HMC, the deep ensemble and VI: every weight's $\\mu$ and $\\sigma$, "
+                 "before and after rebasin")
+    return fig

@@ -2,8 +2,9 @@
 
 ``W_lambda = (1 - lambda) W0 + lambda W1`` over a grid of lambdas; the loss along this path,
 its barrier ``max_lambda L(W_lambda) - (L(W0) + L(W1)) / 2`` (the paper's definition) or the
-same at lambda = 0.5 only (the authors' code), the squared L2 distance ``||W0 - W1||^2`` and the
-number of transpositions NoT(P') of the permutation rebasin finds between two networks.
+same at lambda = 0.5 only (the authors' code), the same barrier of the 0-1 error, the squared L2
+distance ``||W0 - W1||^2`` (in total or per weight matrix and bias) and the number of
+transpositions NoT(P') of the permutation rebasin finds between two networks.
 """
 
 from __future__ import annotations
@@ -110,10 +111,39 @@ def loss_barrier(losses, lambdas, kind: str = "max") -> np.ndarray:
     losses = np.asarray(losses, dtype=np.float64)
     if losses.ndim < 1 or losses.shape[-1] != len(lambdas):
         raise ValueError(f"losses must have the lambda grid's {len(lambdas)} values on the last axis, got shape {losses.shape}")
-    ends = 0.5 * (losses[..., _grid_index(lambdas, 0.0)] + losses[..., _grid_index(lambdas, 1.0)])
+    ends = 0.5 * (losses[..., grid_index(lambdas, 0.0)] + losses[..., grid_index(lambdas, 1.0)])
     if kind == "max":
         return np.max(losses, axis=-1) - ends
-    return losses[..., _grid_index(lambdas, 0.5, "the midpoint barrier")] - ends
+    return losses[..., grid_index(lambdas, 0.5, "the midpoint barrier")] - ends
+
+
+def error_barrier(accuracies, lambdas, kind: str = "max") -> np.ndarray:
+    """0-1 error barrier: ``loss_barrier`` of the error ``1 - accuracy`` along the path, (..., L) -> (...).
+
+    The authors' Experiment A measures it beside the loss barrier, on train and test
+    (MNIST_number_of_transpositions.py, at lambda = 0.5).
+    """
+    return loss_barrier(1.0 - np.asarray(accuracies, dtype=np.float64), lambdas, kind)
+
+
+def layer_names(num_layers: int) -> list[str]:
+    """Names of the parameter groups in ``mlp.ravel`` order: w1, b1, w2, b2, ... (the paper's W1, b1 are layer 1)."""
+    return [f"{kind}{layer}" for layer in range(1, num_layers + 1) for kind in ("w", "b")]
+
+
+def squared_distance_per_layer(params0: mlp.Params, params1: mlp.Params) -> dict[str, jax.Array]:
+    """``||W0 - W1||^2`` of every weight matrix and bias vector apart: {"w1": ..., "b1": ..., "w2": ...}.
+
+    Leading model axes are kept (broadcast), as in ``squared_distance``; the values sum to it.
+    """
+    _check_same_structure(params0, params1)
+    out = {}
+    for layer, (a, b) in enumerate(zip(params0, params1), start=1):
+        for kind, name in (("w", "weight"), ("b", "bias")):
+            diff = jnp.asarray(a[name]) - jnp.asarray(b[name])
+            axes = tuple(range(diff.ndim - (2 if name == "weight" else 1), diff.ndim))
+            out[f"{kind}{layer}"] = jnp.sum(diff ** 2, axis=axes)
+    return out
 
 
 def squared_distance(params0: mlp.Params, params1: mlp.Params) -> jax.Array:
@@ -148,7 +178,9 @@ def _check_lambdas(lambdas) -> np.ndarray:
     return arr
 
 
-def _grid_index(lambdas: np.ndarray, value: float, purpose: str = "the barrier's endpoints") -> int:
+def grid_index(lambdas, value: float, purpose: str = "the barrier's endpoints") -> int:
+    """Position of ``value`` (e.g. 0 or 1: the path's ends) on the lambda grid; an error names ``purpose`` if absent."""
+    lambdas = _check_lambdas(lambdas)
     hits = np.flatnonzero(np.isclose(lambdas, value, rtol=0, atol=1e-6))
     if hits.size == 0:
         raise ValueError(f"{purpose} need lambda = {value} in the grid, got {lambdas.tolist()}")

@@ -6,7 +6,8 @@ tables on the test set:
 
 - ``agreement(p, p_ref)``: fraction of points whose argmax class equals the reference's (HMC's);
 - ``total_variation(p, p_ref)``: mean over points of half the L1 distance between the rows;
-- ``accuracy``, ``nll`` and ``expected_calibration_error`` against the labels.
+- ``accuracy``, ``nll`` and ``expected_calibration_error`` against the labels;
+- ``running_predictive``: accuracy and NLL of the predictive of the first n networks, every n.
 
 Metric functions take numpy or JAX arrays and return Python floats. ``predictive`` runs over
 chunks of samples and of data, so 1,000 samples of 784-512-10 (1.6 GB as float32, e.g. a numpy
@@ -146,6 +147,78 @@ def _accumulate_predictive(chunk: Callable, num_samples: int, x: jax.Array, batc
         chunk_sum = np.asarray(jnp.concatenate(sums)[:n], np.float64)
         total = chunk_sum if total is None else total + chunk_sum
     return total / num_samples
+
+
+def sample_probabilities(samples: mlp.Params, x, *, batch_size: int = DATA_BATCH_SIZE,
+                         sample_batch_size: int = SAMPLE_BATCH_SIZE) -> np.ndarray:
+    """Softmax of every network of a stack apart: (S, N, C) float32 on the host (400 MB for 1,000 x 10,000 x 10).
+
+    ``predictive`` is their mean over S; keeping them lets running means over any order of the
+    networks (``running_predictive``) cost one forward pass per network.
+    """
+    num_samples = _num_stacked(samples)
+    _check_inputs(samples, x)
+    _check_batch_sizes(batch_size, sample_batch_size)
+    x = jnp.asarray(x, jnp.float32)
+    n = x.shape[0]
+    batch_size, sample_batch_size = min(batch_size, n), min(sample_batch_size, num_samples)
+    num_batches = -(-n // batch_size)
+    x_padded = jnp.pad(x, ((0, num_batches * batch_size - n), (0, 0)))  # one shape for every device call
+    out = None
+    for start in range(0, num_samples, sample_batch_size):
+        real = min(sample_batch_size, num_samples - start)
+        # pad the last chunk by repeating its first network: one shape, one compilation
+        indices = np.concatenate([np.arange(start, start + real), np.full(sample_batch_size - real, start)])
+        params = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[indices], jnp.float32), samples)
+        chunk = jnp.concatenate(
+            [_softmax_many(params, x_padded[b * batch_size: (b + 1) * batch_size]) for b in range(num_batches)], axis=1)
+        chunk = np.asarray(chunk[:real, :n])
+        if out is None:
+            out = np.empty((num_samples,) + chunk.shape[1:], np.float32)
+        out[start: start + real] = chunk
+    return out
+
+
+def running_predictive(probabilities, y, *, order=None, chunk_size: int = SAMPLE_BATCH_SIZE) -> dict[str, np.ndarray]:
+    """Accuracy and NLL of the predictive of the first n networks, for every n: when has a sample average converged?
+
+    ``probabilities``: (S, N, C), each network's softmax (``sample_probabilities``). ``order``: the
+    networks' indices in the order they are taken (default 0..S-1), e.g. HMC chains interleaved.
+    Returns arrays of length ``len(order)``: ``accuracy[n - 1]`` and ``nll[n - 1]`` are those of the
+    predictive of networks ``order[:n]`` (their mean softmax, as ``predictive``), ``sample_accuracy[n - 1]``
+    and ``sample_nll[n - 1]`` those of network ``order[n - 1]`` alone (the authors' MNIST_HMC.py plots both).
+    Running sums are formed ``chunk_size`` networks at a time (memory: chunk_size x N x C float64).
+    """
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim != 3:
+        raise ValueError(f"probabilities must be (S, N, C), one softmax table per network, got shape {probabilities.shape}")
+    num_samples = probabilities.shape[0]
+    order = np.arange(num_samples) if order is None else np.asarray(order)
+    if order.ndim != 1 or order.size < 1 or not np.issubdtype(order.dtype, np.integer):
+        raise ValueError(f"order must be a non-empty 1-D array of network indices, got {order!r}")
+    if order.min() < 0 or order.max() >= num_samples:
+        raise ValueError(f"order holds indices outside the {num_samples} networks: [{order.min()}, {order.max()}]")
+    if not _is_count(chunk_size):
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    out = {name: [] for name in ("accuracy", "nll", "sample_accuracy", "sample_nll")}
+    total = 0.0
+    for start in range(0, order.size, chunk_size):
+        chunk = probabilities[order[start: start + chunk_size]].astype(np.float64)
+        sums = np.cumsum(chunk, axis=0) + total
+        total = sums[-1]
+        for i, one in enumerate(chunk):
+            mean = sums[i] / (start + i + 1)
+            out["accuracy"].append(accuracy(mean, y))
+            out["nll"].append(nll(mean, y))
+            out["sample_accuracy"].append(accuracy(one, y))
+            out["sample_nll"].append(nll(one, y))
+    return {name: np.asarray(values) for name, values in out.items()}
+
+
+@jax.jit
+def _softmax_many(params, x):
+    """softmax(f_s(x)) of every network in a chunk: (s, b, C)."""
+    return jax.nn.softmax(jax.vmap(mlp.apply, in_axes=(0, None))(params, x), axis=-1)
 
 
 def _mean_and_sd(q):

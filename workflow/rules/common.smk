@@ -99,7 +99,8 @@ def hmc_chains():
     return range(config["posterior"]["hmc"]["chains"])
 
 
-FIGURES = ["figure1", "figure2", "figure3"]
+# the paper's figures, then supplementary ones (the authors' other analyses)
+FIGURES = ["figure1", "figure2", "figure3", "figure_s1", "figure_s2"]
 
 
 def final_targets():

@@ -84,6 +84,60 @@ rule figure3:
         " -p pdf {output.pdf:q} -p png {output.png:q} > {log:q} 2>&1"
 
 
+rule figure_s1:
+    """Figure S1: Experiments A and B, the authors' other measures (error barriers, per-layer distances, final accuracies, error along lambda)."""
+    input:
+        notebook="notebooks/figure_s1.ipynb",
+        not_experiment=f"{R}/data/not_experiment.csv",
+        interpolation=f"{R}/data/interpolation.csv",
+    output:
+        pdf=report(
+            f"{R}/figures/figure_s1.pdf",
+            caption="../report/figure_s1.rst",
+            category="Supplementary figures",
+        ),
+        png=f"{R}/figures/figure_s1.png",
+        notebook=f"{R}/notebooks/figure_s1.ipynb",
+    log:
+        f"{R}/logs/figure_s1.log",
+    conda:
+        CONDA_ENV
+    params:
+        python=notebook_python(),
+        split=config["figures"]["loss_split"],
+        barrier=config["figures"]["barrier"],
+    shell:
+        "{params.python} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
+        " -p not_experiment_csv {input.not_experiment:q} -p interpolation_csv {input.interpolation:q}"
+        " -p split {params.split} -p barrier {params.barrier}"
+        " -p pdf {output.pdf:q} -p png {output.png:q} > {log:q} 2>&1"
+
+
+rule figure_s2:
+    """Figure S2: HMC's running predictive, test accuracy and NLL of the first n kept samples."""
+    input:
+        notebook="notebooks/figure_s2.ipynb",
+        running=f"{R}/data/hmc_running_predictive.csv",
+    output:
+        pdf=report(
+            f"{R}/figures/figure_s2.pdf",
+            caption="../report/figure_s2.rst",
+            category="Supplementary figures",
+        ),
+        png=f"{R}/figures/figure_s2.png",
+        notebook=f"{R}/notebooks/figure_s2.ipynb",
+    log:
+        f"{R}/logs/figure_s2.log",
+    conda:
+        CONDA_ENV
+    params:
+        python=notebook_python(),
+    shell:
+        "{params.python} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
+        " -p running_csv {input.running:q}"
+        " -p pdf {output.pdf:q} -p png {output.png:q} > {log:q} 2>&1"
+
+
 rule table1:
     """Table 1: agreement and total variation with HMC, test accuracies of samples and of the mean weights."""
     input:

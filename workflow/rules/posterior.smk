@@ -82,3 +82,32 @@ rule fit_vi:
         matmul_precision=config["matmul_precision"],
     script:
         "../scripts/fit_vi.py"
+
+
+rule hmc_running_predictive:
+    """HMC's running predictive: test accuracy and NLL of the first n kept samples, per chain and pooled."""
+    input:
+        data_inputs(),
+        hmc=expand(f"{R}/hmc/chain{{chain}}/samples.npz", chain=hmc_chains()),
+    output:
+        report(
+            f"{R}/data/hmc_running_predictive.csv",
+            caption="../report/data_hmc_running_predictive.rst",
+            category="Data",
+        ),
+    log:
+        f"{R}/logs/hmc_running_predictive.log",
+    benchmark:
+        f"{R}/benchmarks/hmc_running_predictive.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=memory_mb(copies_of_samples=1, chains=len(hmc_chains())),
+        runtime=60,
+    params:
+        data=config["data"],
+        matmul_precision=config["matmul_precision"],
+    script:
+        "../scripts/hmc_running_predictive.py"

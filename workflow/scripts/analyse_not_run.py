@@ -1,4 +1,4 @@
-"""Experiment A, one run: NoT(P'), squared distance and loss barriers of the init, trained and control pairs."""
+"""Experiment A, one run: NoT(P'), squared distances, loss and error barriers of the init, trained and control pairs."""
 
 import jax
 from common import first, load_data, start
@@ -18,7 +18,9 @@ table = experiments.analyse_not_run(
     jax.tree_util.tree_map(lambda leaf: leaf[1:], trained),
     perms,
     x_match=first(arrays["x_train"], cfg["match_size"]),
-    split=(arrays[f"x_{cfg['split']}"], arrays[f"y_{cfg['split']}"]),
+    # barriers and the networks' metrics on both splits (the authors' script); `barrier` is cfg["split"]'s
+    splits={name: (arrays[f"x_{name}"], arrays[f"y_{name}"]) for name in ("train", "test")},
+    split=cfg["split"],
     lambdas=experiments.lambda_grid(cfg["lambdas"]),
     method=cfg["matching"],
     run=int(sm.wildcards.run),
