@@ -21,8 +21,13 @@ reported, and the ratio of the minima as well (robust to other jobs sharing the 
   a GPU or with ``--paper`` (on a CPU a step takes seconds: ``--paper-steps`` lowers the steps
   per iteration there, default 5).
 
-The last line printed is one JSON object:
-``{"small": {"device", "ms_per_leapfrog", "ms_per_gradient", "ratio", ...}, "paper": null or {...}}``.
+Each gradient precision (``--gradient-precision``, default all three) is measured in turn: the
+HMC kernel of ``mixed_hmc`` with TF32 or bfloat16 leapfrog gradients against a bare gradient
+with the same matmuls (emulated on CPUs, so there the low precisions cost more, not less). On
+GPUs the process sets ``mixed_hmc.DETERMINISTIC_GPU_FLAG`` for every precision.
+
+The last line printed is one JSON object: ``{"small": {precision: {"device", "ms_per_leapfrog",
+"ms_per_gradient", "ratio", ...}}, "paper": null or {precision: {...}}}``.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.util import potential_energy as numpyro_potential_energy
 
-from compactbnn import data, hmc, mlp
+from compactbnn import data, hmc, mixed_hmc, mlp
+
+mixed_hmc.set_deterministic_reductions()  # before JAX starts its backends (GPU reductions for reversibility)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,10 +56,18 @@ def device_name() -> str:
     return f"{device.platform}:{device.device_kind}"
 
 
-def measure(x, y, sizes, num_steps, iterations, gradients, repeats, precision):
-    """Median ms per leapfrog step (HMC chunk) and per bare gradient, timed alternately."""
+def measure(x, y, sizes, num_steps, iterations, gradients, repeats, precision, gradient_precision="float32", warmup=True,
+            numpyro_gradient=True):
+    """Median ms per leapfrog step (HMC chunk) and per bare gradient, timed alternately.
+
+    ``gradient_precision``: of the leapfrog gradient (``mixed_hmc``); the bare gradient uses the
+    same matmuls. ``warmup=False`` times the first chunk, from the initial state, so its
+    acceptance is that of the first ``iterations`` iterations from the PyTorch-default init.
+    ``numpyro_gradient=False`` skips the reference timing of NumPyro's own potential gradient.
+    """
     config = hmc.HMCConfig(step_size=1e-3, num_steps=num_steps, num_iterations=iterations, keep_first=0,
-                           keep_last=iterations - 1, num_kept=1, chunk_size=iterations, matmul_precision=precision)
+                           keep_last=iterations - 1, num_kept=1, chunk_size=iterations, matmul_precision=precision,
+                           gradient_precision=gradient_precision)
     with tempfile.TemporaryDirectory() as tmp, jax.default_matmul_precision(precision):
         # The engine of run_chain, to call its compiled chunk directly (same program as run_chain's).
         engine = hmc._Engine(x, y, sizes, config, [jax.random.PRNGKey(0)], Path(tmp), init_params=None,
@@ -66,12 +81,14 @@ def measure(x, y, sizes, num_steps, iterations, gradients, repeats, precision):
         compile_hmc = time.perf_counter() - start
 
         params = mlp.init(jax.random.PRNGKey(1), sizes)
-        grad = jax.jit(jax.grad(lambda p, x, y: hmc.potential_energy(p, x, y, config.prior_sd)))
+        product = mixed_hmc.matmul(gradient_precision)
+        grad = jax.jit(jax.grad(lambda p, x, y: hmc.potential_energy(p, x, y, config.prior_sd, product)))
         model_args = (engine.x_dev, engine.y_dev, tuple(sizes), config.prior_sd)
         grad_numpyro = jax.jit(jax.grad(lambda z, x, y: numpyro_potential_energy(hmc.bnn_model, (x, y) + model_args[2:], {}, z)))
         sites = hmc.sites_from_params(params)
         jax.block_until_ready(grad(params, engine.x_dev, engine.y_dev))
-        jax.block_until_ready(grad_numpyro(sites, engine.x_dev, engine.y_dev))
+        if numpyro_gradient:
+            jax.block_until_ready(grad_numpyro(sites, engine.x_dev, engine.y_dev))
 
         def time_chunk():
             nonlocal state
@@ -89,14 +106,18 @@ def measure(x, y, sizes, num_steps, iterations, gradients, repeats, precision):
             jax.block_until_ready(g)
             return 1e3 * (time.perf_counter() - t0) / gradients
 
-        time_chunk()  # warm-up run of the compiled chunk
+        if warmup:
+            time_chunk()  # warm-up run of the compiled chunk
+        else:  # one iteration, discarded: the timed chunk starts at the init but without first-call costs
+            jax.block_until_ready(chunk(state, engine.x_dev, engine.y_dev, np.int32(1), slots))
         leapfrog, grads, grads_numpyro, accepts = [], [], [], []
         for _ in range(repeats):
             ms, accept = time_chunk()
             leapfrog.append(ms)
             accepts.append(accept)
             grads.append(time_grad(grad, params))
-            grads_numpyro.append(time_grad(grad_numpyro, sites))
+            if numpyro_gradient:
+                grads_numpyro.append(time_grad(grad_numpyro, sites))
     ms_leapfrog, ms_gradient = statistics.median(leapfrog), statistics.median(grads)
     return {
         "device": device_name(),
@@ -104,11 +125,12 @@ def measure(x, y, sizes, num_steps, iterations, gradients, repeats, precision):
         "num_train": int(x.shape[0]),
         "num_steps": num_steps,
         "matmul_precision": precision,
+        "gradient_precision": gradient_precision,
         "ms_per_leapfrog": round(ms_leapfrog, 4),
         "ms_per_gradient": round(ms_gradient, 4),
         "ratio": round(ms_gradient / ms_leapfrog, 4),
         "ratio_of_minima": round(min(grads) / min(leapfrog), 4),  # less sensitive to other load on the machine
-        "ms_per_gradient_numpyro": round(statistics.median(grads_numpyro), 4),
+        "ms_per_gradient_numpyro": round(statistics.median(grads_numpyro), 4) if numpyro_gradient else None,
         "leapfrog_steps_per_second": round(1e3 / ms_leapfrog, 2),
         "accept_rate": round(float(np.mean(accepts)), 4),
         "compile_s": round(compile_hmc, 2),
@@ -137,13 +159,18 @@ def main():
     parser.add_argument("--paper-steps", type=int, default=None, help="leapfrog steps per iteration at paper size (default 500 on a GPU, 5 on a CPU)")
     parser.add_argument("--paper-num-train", type=int, default=60000, help="training images at paper size (fewer only to try the script)")
     parser.add_argument("--precision", default="highest", choices=hmc.MATMUL_PRECISIONS)
+    parser.add_argument("--gradient-precision", default="all", choices=("all",) + mixed_hmc.GRADIENT_PRECISIONS,
+                        help="of the leapfrog gradient (default: each in turn)")
     args = parser.parse_args()
+    precisions = mixed_hmc.GRADIENT_PRECISIONS if args.gradient_precision == "all" else (args.gradient_precision,)
 
     mnist = data.load("mnist", REPO / "resources")
-    results = {"small": None, "paper": None}
+    results = {"small": {}, "paper": None}
     x, y = mnist["x_train"][: args.num_train], mnist["y_train"][: args.num_train]
-    results["small"] = measure(x, y, [784, args.hidden, 10], 50, args.iterations, args.gradients, args.repeats, args.precision)
-    report("small", results["small"])
+    for gradient_precision in precisions:
+        results["small"][gradient_precision] = measure(x, y, [784, args.hidden, 10], 50, args.iterations, args.gradients,
+                                                       args.repeats, args.precision, gradient_precision)
+        report(f"small, {gradient_precision} gradients", results["small"][gradient_precision])
 
     on_gpu = jax.default_backend() != "cpu"
     if (on_gpu or args.paper) and not args.no_paper:
@@ -151,9 +178,11 @@ def main():
         iterations = max(1, min(args.iterations, 2)) if on_gpu else 1
         gradients = args.gradients if on_gpu else 3
         n = args.paper_num_train
-        results["paper"] = measure(mnist["x_train"][:n], mnist["y_train"][:n], [784, 512, 10], steps, iterations, gradients,
-                                   args.repeats, args.precision)
-        report("paper", results["paper"])
+        results["paper"] = {}
+        for gradient_precision in precisions:
+            results["paper"][gradient_precision] = measure(mnist["x_train"][:n], mnist["y_train"][:n], [784, 512, 10], steps,
+                                                           iterations, gradients, args.repeats, args.precision, gradient_precision)
+            report(f"paper, {gradient_precision} gradients", results["paper"][gradient_precision])
     print(json.dumps(results))
 
 

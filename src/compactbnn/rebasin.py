@@ -27,7 +27,6 @@ reference, i.e. its unit i is matched to the reference's unit i.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from functools import partial
@@ -38,7 +37,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
-from compactbnn import mlp
+from compactbnn import mlp, threads
 from compactbnn.permutation import check_params, mlp_permutation_spec, permute, permute_many
 
 METHODS = ("weight", "activation", "cosine_first_layer")
@@ -278,11 +277,9 @@ def _align(params_ref, params, sizes, *, ref_stacked, method, x, key, max_sweeps
 
 
 def _usable_cpus() -> int:
-    # The CPUs this process may run on, not the node's: a SLURM job given one CPU must not
-    # start a thread per core of its node. sched_getaffinity is missing on macOS and Windows.
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+    # The CPUs this process may run on, not the node's (a SLURM job given one CPU must not start a
+    # thread per core of its node), and at most a job's threads (threads.limit).
+    return threads.usable_cpus()
 
 
 def _solve_laps(costs: np.ndarray, executor) -> tuple[np.ndarray, np.ndarray]:

@@ -22,18 +22,30 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 
 import numpy as np  # noqa: E402
 
-from compactbnn import data, mlp, train  # noqa: E402
+from compactbnn import data, mlp, threads, train  # noqa: E402
 
 NUM_CLASSES = 10
 
 
 def start(snakemake) -> logging.Logger:
-    """Send stdout, stderr (progress bars included) and logging to the rule's log file; set JAX's matmul precision."""
+    """Send stdout, stderr (progress bars included) and logging to the rule's log file; set JAX's matmul precision.
+
+    The job computes with the threads Snakemake gives it (``threads.limit``: XLA's CPU pools,
+    BLAS, the LAP pool), so ``--cores N`` and SLURM's CPUs per task mean what they say. An HMC job
+    with a low-precision gradient gets deterministic GPU reductions (``mixed_hmc``). Both must
+    happen before JAX starts its backends, i.e. here, before any array is made.
+    """
     if snakemake.log:
         stream = open(snakemake.log[0], "w", buffering=1)
         sys.stdout = sys.stderr = stream
     sys.excepthook = _report_unwritable
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+    hmc_params = snakemake.params.get("hmc")
+    if hmc_params and hmc_params.get("gradient_precision", "float32") != "float32":
+        from compactbnn import mixed_hmc
+
+        mixed_hmc.set_deterministic_reductions()
+    threads.limit(int(snakemake.threads))
     precision = snakemake.params.get("matmul_precision")
     if precision is not None:
         import jax
@@ -85,6 +97,7 @@ def hmc_config(hmc_cfg: dict, prior_sd: float, matmul_precision: str):
         keep_first=hmc_cfg["keep_first"], keep_last=hmc_cfg["keep_last"], num_kept=hmc_cfg["num_kept"],
         chunk_size=hmc_cfg["chunk_size"], prior_sd=prior_sd, adapt_step_size=hmc_cfg["adapt_step_size"],
         num_warmup=hmc_cfg["warmup"], init=hmc_cfg["init"], matmul_precision=matmul_precision,
+        gradient_precision=hmc_cfg.get("gradient_precision", "float32"),
     )
 
 

@@ -1,0 +1,258 @@
+"""Expected wall time of the workflow's jobs, from measured throughput figures (``benchmarks/figures/*.json``).
+
+Each job's work is counted in example-parameter passes (EP: examples x parameters, the unit in
+which an MLP's forward and backward passes scale) of one kind, and divided by the rate of that
+kind measured by ``benchmarks/gpu_check.py`` on a device (paper size on a GPU, ``--reduced``
+on a CPU):
+
+=================  ========================================================  =============================
+kind               work                                                       rate from the figures
+=================  ========================================================  =============================
+hmc_<precision>    full-batch leapfrog gradients x N x P                      ms per leapfrog step
+train              model-epochs x N x P (SGD, Experiments A and B)            model-epochs per second
+ensemble           members x epochs x N x P                                   seconds per epoch
+vi                 epochs x N x P                                             seconds per epoch
+forward            networks x images x P (losses, predictives, accuracy)      example-parameters per second
+alignment          networks x matching images x P (activation matching)       aligned samples per second
+=================  ========================================================  =============================
+
+plus a per-rule overhead (start-up, data, compilation), measured on the smoke preset's jobs.
+Work scales linearly from the measured size to the configured one: the projection is as good as
+that assumption (small networks run below a device's throughput, so small presets are
+overestimated on GPUs). The work model of each rule is approximate (it counts the passes that
+dominate) and says nothing about memory.
+
+The library reads no config files: ``scripts/cost.py`` loads the config, asks Snakemake for the
+DAG and prints the table.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Input dimension, training and test images of each data set (data.load).
+DATASETS = {"mnist": (784, 60_000, 10_000), "digits": (64, 1_438, 359)}
+NUM_CLASSES = 10
+KINDS = ("hmc_float32", "hmc_tf32", "hmc_bfloat16", "train", "ensemble", "vi", "forward", "alignment")
+
+
+@dataclass
+class Sizes:
+    layer_sizes: list[int]
+    num_params: int
+    num_train: int
+    num_test: int
+
+
+def sizes_of(config: dict) -> Sizes:
+    """Layer sizes, parameters, training and test images of a (merged) workflow config."""
+    dataset = config["data"]["dataset"]
+    if dataset not in DATASETS:
+        raise ValueError(f"data.dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
+    dim, train, test = DATASETS[dataset]
+    train = min(train, config["data"].get("train_size") or train)
+    test = min(test, config["data"].get("test_size") or test)
+    sizes = [dim, *config["model"]["hidden"], NUM_CLASSES]
+    params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+    return Sizes(sizes, params, train, test)
+
+
+def _levels(width: int, levels: int) -> int:
+    # experiments.not_levels: unique ints of linspace(1, width - 1, levels)
+    if levels == 1:
+        return 1
+    return len({int(1 + (width - 2) * i / (levels - 1)) for i in range(levels)})
+
+
+def job_work(rule: str, config: dict) -> dict[str, float]:
+    """Work of one job of ``rule`` by kind, in example-parameter passes (empty: overhead only)."""
+    s = sizes_of(config)
+    P, N, T = s.num_params, s.num_train, s.num_test
+    post = config["posterior"]
+    if rule == "train_not_run":
+        cfg = config["not_experiment"]
+        levels = _levels(min(s.layer_sizes[1:-1]), cfg["levels"])
+        models = 2 * levels if cfg.get("pairs", "independent") == "independent" else levels + 1
+        return {"train": models * cfg["training"]["epochs"] * N * P}
+    if rule == "analyse_not_run":
+        cfg = config["not_experiment"]
+        levels = _levels(min(s.layer_sizes[1:-1]), cfg["levels"])
+        split = N if cfg.get("split", "train") == "train" else T
+        match = min(N, cfg.get("match_size") or N)
+        # two alignments per level (trained pair, pair at init); three curves, each before and after
+        return {"alignment": 2 * levels * match * P, "forward": 6 * levels * cfg["lambdas"] * split * P}
+    if rule == "train_interpolation":
+        return {"train": 2 * config["interpolation"]["training"]["epochs"] * N * P}
+    if rule == "analyse_interpolation":
+        cfg = config["interpolation"]
+        snapshots = cfg["training"]["epochs"] + 1
+        match = min(N, cfg.get("match_size") or N)
+        return {"alignment": snapshots * match * P, "forward": 2 * snapshots * cfg["lambdas"] * (N + T) * P}
+    if rule == "hmc_chain":
+        cfg = post["hmc"]
+        n = min(N, cfg.get("train_size") or N)
+        steps = (cfg["iterations"] + cfg.get("warmup", 0)) * cfg["num_steps"]
+        precision = cfg.get("gradient_precision", "float32")
+        return {f"hmc_{precision}": steps * n * P, "forward": cfg["num_kept"] * T * P}
+    if rule == "train_ensemble":
+        cfg = post["ensemble"]
+        return {"ensemble": cfg["members"] * cfg["training"]["epochs"] * N * P}
+    if rule == "fit_vi":
+        return {"vi": post["vi"]["epochs"] * N * P}
+    if rule == "compact":
+        cfg, hmc = post["compact"], post["hmc"]
+        match = min(N, cfg.get("match_size") or N)
+        networks = hmc["chains"] * hmc["num_kept"] + post["ensemble"]["members"] + max(1, cfg.get("vi_activation_draws", 0))
+        rounds = cfg.get("max_rounds", 1) if cfg.get("reference") == "mean" else 1
+        work = {"forward": 5 * cfg["q_samples"] * T * P}
+        if cfg.get("matching", "activation") == "activation":
+            work["alignment"] = rounds * networks * match * P
+        return work
+    if rule == "posterior_metrics":
+        hmc = post["hmc"]
+        networks = hmc["chains"] * hmc["num_kept"] + post["ensemble"]["members"] + 5 * post["compact"]["q_samples"]
+        return {"forward": networks * T * P}
+    if rule == "hmc_running_predictive":
+        return {"forward": post["hmc"]["chains"] * post["hmc"]["num_kept"] * T * P}
+    return {}
+
+
+def job_counts(config: dict) -> dict[str, int]:
+    """Jobs of each rule of the workflow for a config, as its DAG has them (for where Snakemake is absent).
+
+    ``scripts/cost.py`` reads the DAG from Snakemake itself; this mirrors it for the GPU check.
+    """
+    runs, chains = config["not_experiment"]["runs"], config["posterior"]["hmc"]["chains"]
+    counts = {"train_not_run": runs, "analyse_not_run": runs, "hmc_chain": chains}
+    for rule in ("collect_not_experiment", "train_interpolation", "analyse_interpolation", "train_ensemble", "fit_vi",
+                 "compact", "posterior_metrics", "hmc_running_predictive", "weight_space", "figure1", "figure2",
+                 "figure3", "figure4", "figure_s1", "figure_s2", "table1", "claims", "claims_html"):
+        counts[rule] = 1
+    if config["data"]["dataset"] == "mnist":
+        counts["fetch_mnist"] = 1
+    return counts
+
+
+def rates(figures: dict) -> dict[str, float]:
+    """Example-parameter passes per second of each kind, from a ``gpu_check`` JSON."""
+    size = figures["size"]
+    P, N = size["num_params"], size["num_train"]
+    out = {}
+    for precision, hmc in figures["hmc"].items():
+        out[f"hmc_{precision}"] = N * P / (hmc["ms_per_leapfrog"] / 1e3)
+    out["train"] = figures["experiment_a"]["model_epochs_per_s"] * N * P
+    out["ensemble"] = figures["ensemble"]["members"] * N * P / figures["ensemble"]["s_per_epoch"]
+    out["vi"] = N * P / figures["vi"]["s_per_epoch"]
+    out["forward"] = figures["evaluation"]["example_params_per_s"]
+    out["alignment"] = figures["alignment"]["samples_per_s"] * figures["alignment"]["match_size"] * P
+    return out
+
+
+def job_seconds(rule: str, config: dict, figures: dict, overheads: dict | None = None) -> float:
+    """Expected seconds of one job: its work at the figures' rates plus the rule's measured overhead."""
+    rate = rates(figures)
+    overheads = overheads if overheads is not None else figures.get("overhead_s", {})
+    seconds = overheads.get(rule, overheads.get("default", 0.0))
+    for kind, work in job_work(rule, config).items():
+        if kind not in rate:
+            raise ValueError(f"the figures have no rate for {kind!r} (rule {rule})")
+        seconds += work / rate[kind]
+    return seconds
+
+
+@dataclass(order=True)
+class Job:
+    """One DAG node: its id, rule, label (rule and wildcards), and what it waits for."""
+
+    id: int
+    rule: str = field(compare=False)
+    label: str = field(compare=False)
+    needs: set = field(default_factory=set, compare=False)
+    seconds: float = field(default=0.0, compare=False)
+    threads: int = field(default=1, compare=False)
+    gpu: int = field(default=0, compare=False)
+
+
+def parse_dag(dot: str) -> dict[int, Job]:
+    """Jobs and dependencies from ``snakemake --dag`` (Graphviz dot)."""
+    jobs, edges = {}, []
+    for line in dot.splitlines():
+        line = line.strip()
+        if "->" in line:
+            a, b = line.rstrip(";").split("->")
+            edges.append((int(a), int(b)))
+        elif "[label" in line and line[0].isdigit():
+            node = int(line.split("[", 1)[0])
+            label = line.split('label = "', 1)[1].split('"', 1)[0].replace("\\n", " ")
+            jobs[node] = Job(node, label.split()[0], label)
+    for a, b in edges:
+        jobs[b].needs.add(a)
+    return jobs
+
+
+def makespan(jobs: dict[int, Job], cores: int, gpus: int | None = None) -> float:
+    """Wall time of running the DAG with ``cores`` CPU threads (and ``gpus`` GPU slots for jobs with gpu > 0).
+
+    List scheduling in Snakemake's spirit: whenever cores are free, start the ready job that
+    came first in the DAG listing; a job takes ``threads`` cores (at most ``cores``).
+    """
+    if cores < 1:
+        raise ValueError(f"cores must be >= 1, got {cores}")
+    waiting = {j.id: set(j.needs) for j in jobs.values()}
+    ready = [j.id for j in jobs.values() if not j.needs]
+    heapq.heapify(ready)
+    running, now, free, free_gpus = [], 0.0, cores, gpus
+    finished = 0
+    while finished < len(jobs):
+        started = True
+        while started and ready:
+            started = False
+            for node in sorted(ready):
+                job = jobs[node]
+                threads = min(job.threads, cores)
+                if threads <= free and (free_gpus is None or job.gpu <= free_gpus):
+                    ready.remove(node)
+                    free -= threads
+                    if free_gpus is not None:
+                        free_gpus -= job.gpu
+                    heapq.heappush(running, (now + job.seconds, node, threads))
+                    started = True
+                    break
+        if not running:
+            raise ValueError("the DAG has a cycle or a job needs more than the resources given")
+        now, node, threads = heapq.heappop(running)
+        free += threads
+        if free_gpus is not None:
+            free_gpus += jobs[node].gpu
+        finished += 1
+        for other, needs in waiting.items():
+            if node in needs:
+                needs.discard(node)
+                if not needs:
+                    ready.append(other)
+    return now
+
+
+def load_figures(path: str | Path) -> dict:
+    with open(path) as handle:
+        figures = json.load(handle)
+    for key in ("size", "hmc", "experiment_a", "ensemble", "vi", "evaluation", "alignment"):
+        if key not in figures:
+            raise ValueError(f"{path}: not a gpu_check figures file (no {key!r})")
+    return figures
+
+
+def format_seconds(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
