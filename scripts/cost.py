@@ -85,16 +85,19 @@ def estimate(args) -> int:
     config = merged_config(args.configfile)
     device = device_at_hand() if args.device == "auto" else args.device
     path = Path(args.figures) if args.figures else FIGURES[device]
-    jobs, needs = snakemake_dag(args.configfile)
-    print(f"config {config['name']} ({', '.join(args.configfile) or 'config.yaml'}); device {device}; {len(jobs)} jobs; --cores {args.cores}")
+    print(f"config {config['name']} ({', '.join(args.configfile) or 'config.yaml'}); device {device}; --cores {args.cores}")
     if not path.exists():
         print(f"{device}: not measured (no {path.relative_to(REPO) if path.is_relative_to(REPO) else path}: "
               "run benchmarks/gpu_check.py there, docs/gpu.md)")
         return 1
+    jobs, needs = snakemake_dag(args.configfile)
     figures = cost.load_figures(path)
     overheads = figures.get("overhead_s") or cost.load_figures(FIGURES["cpu"]).get("overhead_s", {})
     print(f"figures: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}, {figures['device']}, {figures['date']}, "
           f"measured at {figures['size']['layer_sizes']} on {figures['size']['num_train']} images; work scaled linearly")
+    if figures.get("note"):
+        print(f"note: {figures['note']}")
+    print(f"{len(jobs) - 1} jobs")
     by_rule = {}
     for job in jobs.values():
         job.seconds = cost.job_seconds(job.rule, config, figures, overheads) if job.rule != "all" else 0.0

@@ -109,6 +109,9 @@ def test_cost_command_prints_every_rule_and_the_dag(preset):
     for rule in ("train_not_run", "analyse_not_run", "hmc_chain", "train_ensemble", "fit_vi", "compact", "figure1", "claims"):
         assert f"\n{rule} " in out, rule
     assert "the DAG with --cores 2:" in out
-    gpu = subprocess.run([sys.executable, str(REPO / "scripts" / "cost.py"), "--configfile", f"presets/{preset}", "--device", "gpu",
+
+
+def test_cost_command_says_when_a_device_is_not_measured():
+    gpu = subprocess.run([sys.executable, str(REPO / "scripts" / "cost.py"), "--configfile", "presets/smoke.yaml", "--device", "gpu",
                           "--figures", "/nonexistent/gpu.json"], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert gpu.returncode == 1 and "gpu: not measured" in gpu.stdout
