@@ -22,7 +22,10 @@ rule compact:
         f"{R}/benchmarks/compact.tsv"
     conda:
         CONDA_ENV
-    threads: 1
+    # its LAPs (one per sample and layer) are solved in a pool of this many threads, beside XLA's
+    # matmuls; it runs after every sampler, when cores are free. The other jobs run side by side,
+    # one thread each (chains, runs): more jobs at once beat more threads per job.
+    threads: 2
     resources:
         gpu=1,
         mem_mb=memory_mb(copies_of_samples=4, chains=len(hmc_chains())),
