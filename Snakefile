@@ -33,6 +33,10 @@ if workflow.is_main_process and "--unlock" not in sys.argv:
         print(note, file=sys.stderr)
 
 
+# the front page of `snakemake --report`: what the workflow does and where each result lives
+report: "workflow/report/workflow.rst"
+
+
 wildcard_constraints:
     run=r"\d+",
     chain=r"\d+",

@@ -444,8 +444,14 @@ def test_sigma_histograms():
     for i, name in enumerate(names):
         sd = jax.tree_util.tree_map(lambda leaf: np.abs(np.asarray(leaf)) * (i + 1), random_mlp(50 + i, sizes))
         gaussians[name] = compact.Gaussian(random_mlp(60 + i, sizes), sd)
+    sigma = experiments.sigma_table(gaussians)
+    assert list(sigma.columns) == ["method", "representation", "parameter", "sigma"]
+    assert len(sigma) == num_params * len(names)
+    for name, group in sigma.groupby(["method", "representation"]):
+        np.testing.assert_array_equal(group["parameter"], np.arange(num_params))
+        np.testing.assert_array_equal(group["sigma"], np.asarray(mlp.ravel(gaussians[name].sd), np.float32))
     num_bins = 7
-    table = experiments.sigma_histograms(gaussians, num_bins)
+    table = experiments.sigma_histograms(sigma, num_bins=num_bins)
     assert list(table.columns) == ["method", "representation", "bin_left", "bin_right", "count", "mean", "median", "p99", "max"]
     assert len(table) == num_bins * len(names)
     groups = list(dict.fromkeys(zip(table["method"], table["representation"])))
@@ -466,6 +472,17 @@ def test_sigma_histograms():
             np.testing.assert_allclose(group[column], value, rtol=1e-12, err_msg=column)
     assert edges[0] == 0.0 and edges[-1] == pytest.approx(top)
     assert len(edges) == num_bins + 1
+    # bins of a given width from 0 past the largest sigma (the claims' binning): same counts as numpy's
+    width = top / 9.5
+    by_width = experiments.sigma_histograms(sigma, bin_width=width)
+    edges = width * np.arange(11)
+    for name, group in by_width.groupby(["method", "representation"]):
+        np.testing.assert_allclose(group["bin_left"], edges[:-1])
+        np.testing.assert_array_equal(group["count"], np.histogram(sigma[(sigma["method"] == name[0]) & (
+            sigma["representation"] == name[1])]["sigma"].to_numpy(np.float64), bins=edges)[0])
+        assert group["count"].sum() == num_params
+    with pytest.raises(ValueError, match="exactly one of num_bins and bin_width"):
+        experiments.sigma_histograms(sigma, num_bins=3, bin_width=0.1)
 
 
 # --- HMC's running predictive -------------------------------------------------------------------------------

@@ -267,17 +267,46 @@ def pruning_table(gaussians: Mapping[tuple[str, str], compact.Gaussian], x: np.n
     return pd.concat(frames, ignore_index=True)
 
 
-def sigma_histograms(gaussians: Mapping[tuple[str, str], compact.Gaussian], num_bins: int) -> pd.DataFrame:
-    """Figure 3 left: histograms of every Gaussian's sigmas on shared bins from 0 to the largest sigma.
+def sigma_table(gaussians: Mapping[tuple[str, str], compact.Gaussian]) -> pd.DataFrame:
+    """Figure 3 left's data: every Gaussian's per-parameter sigmas, one row each.
 
-    Rows (method, representation, bin_left, bin_right, count), plus per Gaussian its summary
-    statistics in the columns mean, median, p99 (99th percentile) and max (repeated on every bin row).
+    Columns method, representation, parameter (its index in ``mlp.ravel`` order, i.e. PyTorch's
+    ``parameters_to_vector``) and sigma (float32). The figure bins these rows itself, so a new bin
+    count needs no recomputation.
     """
-    sigmas = {name: np.asarray(mlp.ravel(q.sd), np.float64) for name, q in gaussians.items()}
-    top = max(float(s.max()) for s in sigmas.values())
-    edges = np.linspace(0.0, top if top > 0 else 1.0, num_bins + 1)
+    frames = [
+        pd.DataFrame({"method": method, "representation": representation,
+                      "parameter": np.arange(values.size), "sigma": values})
+        for (method, representation), values in sorted(
+            (name, np.asarray(mlp.ravel(q.sd), np.float32)) for name, q in gaussians.items())
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def sigma_histograms(sigma: pd.DataFrame, num_bins: int | None = None, bin_width: float | None = None) -> pd.DataFrame:
+    """Histograms of every Gaussian's sigmas (rows of ``sigma_table``) on shared bins starting at 0.
+
+    The bins are either ``num_bins`` equal ones up to the largest sigma (Figure 3 left) or as many
+    bins of ``bin_width`` as reach the largest sigma (a binning that does not depend on the plot,
+    for the claims). Rows (method, representation, bin_left, bin_right, count), plus per Gaussian
+    its summary statistics in the columns mean, median, p99 (99th percentile) and max (repeated on
+    every bin row).
+    """
+    if (num_bins is None) == (bin_width is None):
+        raise ValueError("sigma_histograms needs exactly one of num_bins and bin_width")
+    if num_bins is not None and num_bins < 1:
+        raise ValueError(f"num_bins must be at least 1, got {num_bins}")
+    if bin_width is not None and not bin_width > 0:
+        raise ValueError(f"bin_width must be positive, got {bin_width}")
+    groups = {name: part["sigma"].to_numpy(np.float64) for name, part in sigma.groupby(["method", "representation"])}
+    top = max(float(values.max()) for values in groups.values())
+    top = top if top > 0 else 1.0
+    if num_bins is not None:
+        edges = np.linspace(0.0, top, num_bins + 1)
+    else:
+        edges = bin_width * np.arange(int(np.floor(top / bin_width)) + 2)
     frames = []
-    for (method, representation), values in sorted(sigmas.items()):
+    for (method, representation), values in sorted(groups.items()):
         counts, _ = np.histogram(values, bins=edges)
         frames.append(pd.DataFrame({
             "method": method, "representation": representation, "bin_left": edges[:-1], "bin_right": edges[1:],

@@ -147,6 +147,15 @@ def table1_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n\nEach cell: this run (the paper's printed value).\n"
 
 
+def table1_html(table: pd.DataFrame) -> str:
+    """Table 1 as an HTML page, the paper's printed value beside each of ours (Snakemake's report shows HTML inline)."""
+    rows = [line.strip("|").split(" | ") for line in table1_markdown(table).splitlines() if line.startswith("| ")]
+    frame = pd.DataFrame([[cell.strip() for cell in row] for row in rows[1:]], columns=[c.strip() for c in rows[0]])
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Table 1</title></head><body>\n"
+            + frame.to_html(index=False, border=0) + "\n<p>Each cell: this run (the paper's printed value).</p>\n"
+            + "</body></html>\n")
+
+
 def table1_latex(table: pd.DataFrame) -> str:
     """Table 1 as a LaTeX tabular (booktabs)."""
     def cell(value, digits):

@@ -1,41 +1,55 @@
-"""Mean-field variational inference (Experiment C of PAPER.md), Bayes-by-backprop style.
+"""Mean-field variational inference (Experiment C of PAPER.md) with NumPyro's SVI on HMC's model.
 
-The approximate posterior is a Gaussian per weight and bias, ``q(theta) = N(mu, diag(sd^2))``,
-against the prior ``N(0, prior_sd^2)`` on every parameter. The standard deviation is
-parameterised as ``sd = exp(log_sd)`` (the authors' ``MFVILinear``; they clamp at 1e-5, we do
-not, since exp is positive and the clamp would stop gradients). Means start at the
-PyTorch-default initialisation (``mlp.init``), every sd at ``init_sd`` (paper: 0.05).
+The model is ``hmc.bnn_model``, the one HMC samples: a N(0, prior_sd^2) prior on every weight
+and bias and the categorical likelihood. The approximate posterior is a Gaussian per weight and
+bias, ``q(theta) = N(mu, diag(sd^2))``, written as a NumPyro guide (``mean_field_guide``) with
+the paper's parameterisation ``sd = exp(log_sd)`` (the authors' ``MFVILinear``; they clamp at
+1e-5, we do not, since exp is positive and the clamp would stop gradients; NumPyro's
+``AutoNormal`` would use a softplus scale instead). Means start at the PyTorch-default
+initialisation (``mlp.init``), every sd at ``init_sd`` (paper: 0.05).
 
-Per minibatch step the objective is the NELBO estimate
+Per minibatch step, NumPyro's ``SVI`` with ``TraceMeanField_ELBO`` (the KL of every weight site in
+closed form, ``numpyro.distributions.kl``) minimises the NELBO estimate
 
     N_train * mean NLL(batch; theta) + KL(q || prior),    theta = mu + sd * eps, eps ~ N(0, I)
 
-with one reparameterised draw of all weights per step (``num_samples`` draws averaged if set),
-the KL in closed form, and Adam on (mu, log_sd). Minibatches follow ``train.py`` exactly:
-epoch e shuffles with ``fold_in(data_key, e)`` through ``train.minibatch_indices`` (last batch
-padded and masked), and one epoch is one jitted ``lax.scan``.
+with one reparameterised draw of all weights per step (``num_samples`` particles averaged if
+set) and optax's Adam on (mu, log_sd). The minibatch goes through the model's plate: its indices
+are substituted into the plate ``"data"`` (``subsample_size`` = batch size), which scales the
+batch's log-likelihood by N / B. Minibatches follow ``train.py`` exactly: epoch e shuffles with
+``fold_in(data_key, e)`` through ``train.minibatch_indices`` (last batch padded and masked, the
+model rescales it to N times its real rows' mean), and one epoch is one jitted ``lax.scan`` of
+``SVI.update``. Another guide (e.g. ``numpyro.infer.autoguide.AutoNormal(model)``) plugs into
+``make_svi`` in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 import optax
+from numpyro import handlers
+from numpyro.infer import SVI, TraceMeanField_ELBO
+from numpyro.optim import optax_to_numpyro
 from tqdm.auto import tqdm
 
-from compactbnn import mlp, train
+from compactbnn import hmc, mlp, train
 
 
 @dataclass(frozen=True)
 class VIConfig:
     """Hyperparameters of mean-field VI (defaults: the paper's Adam lr 1e-3, batch 100, 50 epochs, N(0, 1) prior, sd 0.05).
 
-    ``num_samples``: reparameterised weight draws per minibatch step, their NLLs averaged (paper: 1).
+    ``num_samples``: reparameterised weight draws per minibatch step (the ELBO's particles), averaged (paper: 1).
     ``kl_weight``: factor on the KL term (the authors' ``beta``); 1 gives the NELBO.
     """
 
@@ -60,8 +74,9 @@ class VIConfig:
             raise ValueError(f"VIConfig.init_sd must be a positive number, got {self.init_sd!r}")
         if not _is_int(self.num_samples) or self.num_samples < 1:
             raise ValueError(f"VIConfig.num_samples must be a positive integer, got {self.num_samples!r}")
-        if not _is_real(self.kl_weight) or not self.kl_weight >= 0:
-            raise ValueError(f"VIConfig.kl_weight must be a non-negative number, got {self.kl_weight!r}")
+        if not _is_real(self.kl_weight) or not self.kl_weight > 0:
+            # > 0: NumPyro's handlers.scale, which weights the KL, takes positive factors only
+            raise ValueError(f"VIConfig.kl_weight must be a positive number, got {self.kl_weight!r}")
 
 
 def _is_int(value) -> bool:
@@ -79,7 +94,6 @@ class VIResult:
     ``history`` (numpy arrays):
       ``nelbo_running`` (epochs,): mean over the epoch's steps of the minibatch NELBO estimate,
         each step weighted by its number of real examples;
-      ``nll_running`` (epochs,): the same for the mean NLL term (per example);
       ``kl`` (epochs + 1,): KL(q || prior) at initialisation and after every epoch;
       ``sd_mean`` (epochs + 1,): the mean sd over all parameters;
       for every evaluation set ``s``: ``s_loss`` and ``s_accuracy`` (epochs + 1,) of the mean
@@ -101,7 +115,8 @@ class VIResult:
 def kl_divergence(mean, sd, prior_sd: float) -> jax.Array:
     """KL(N(mean, diag(sd^2)) || N(0, prior_sd^2 I)) summed over every entry of the pytrees.
 
-    Per entry: ``log(prior_sd / sd) + (sd^2 + mean^2) / (2 prior_sd^2) - 1/2``.
+    Per entry: ``log(prior_sd / sd) + (sd^2 + mean^2) / (2 prior_sd^2) - 1/2``. The closed form
+    ``TraceMeanField_ELBO`` uses; here for the history and for checking the ELBO's KL term.
     """
     if _is_real(prior_sd) and not prior_sd > 0:
         raise ValueError(f"prior_sd must be positive, got {prior_sd}")
@@ -121,68 +136,109 @@ def kl_divergence(mean, sd, prior_sd: float) -> jax.Array:
     return total
 
 
-def standard_normal_like(key: jax.Array, tree):
-    """Independent N(0, 1) draws shaped like every leaf of ``tree`` (one split key per leaf)."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    keys = jax.random.split(key, len(leaves))
-    return jax.tree_util.tree_unflatten(
-        treedef, [jax.random.normal(k, jnp.shape(leaf), jnp.result_type(leaf)) for k, leaf in zip(keys, leaves)]
-    )
+# ---------------------------------------------------------------------------------------------
+# Model, guide and SVI
 
 
-def sample_weights(key: jax.Array, mean, sd):
-    """One reparameterised draw ``mean + sd * eps``."""
-    eps = standard_normal_like(key, mean)
-    return jax.tree_util.tree_map(lambda m, s, e: m + s * e, mean, sd, eps)
+def minibatch_model(x, y, indices, mask, *, layer_sizes: Sequence[int], prior_sd: float):
+    """``hmc.bnn_model`` on the minibatch ``indices`` (B,) of the full (x, y): the indices go into its plate.
 
-
-def _sd_of(log_sd):
-    return jax.tree_util.tree_map(jnp.exp, log_sd)
-
-
-def nelbo_estimate(variational, x, y, mask, key, config: VIConfig, num_train: int):
-    """One minibatch's NELBO estimate and its parts (mean NLL per example, KL).
-
-    ``variational = {"mean": params, "log_sd": params}``; ``mask`` marks real rows (padding 0).
+    ``mask`` (B,) marks the real rows of a padded batch, or None when no batch is padded.
     """
-    mean, sd = variational["mean"], _sd_of(variational["log_sd"])
+    with handlers.substitute(data={"data": indices}):
+        hmc.bnn_model(x, y, layer_sizes, prior_sd, subsample_size=indices.shape[0], mask=mask)
 
-    def masked_nll(sample_key):
-        theta = sample_weights(sample_key, mean, sd)
-        nll = train.cross_entropy(mlp.apply(theta, x), y)
-        return jnp.sum(nll * mask) / jnp.sum(mask)
 
-    nll = jnp.mean(jax.vmap(masked_nll)(jax.random.split(key, config.num_samples)))
-    kl = kl_divergence(mean, sd, config.prior_sd)
-    return num_train * nll + config.kl_weight * kl, (nll, kl)
+def loc_name(site: str) -> str:
+    """Name of the guide's parameter holding the mean of ``site``, e.g. ``layer0.weight.loc``."""
+    return f"{site}.loc"
+
+
+def log_sd_name(site: str) -> str:
+    """Name of the guide's parameter holding log sd of ``site``, e.g. ``layer0.weight.log_sd``."""
+    return f"{site}.log_sd"
+
+
+def mean_field_guide(layer_sizes: Sequence[int], init_sd: float, kl_weight: float = 1.0):
+    """The mean-field Gaussian guide of ``bnn_model``'s weight sites: N(loc, exp(log_sd)^2) per entry.
+
+    Every ``log_sd`` starts at log(init_sd); ``loc`` at a PyTorch-default draw U(+-1/sqrt(fan_in))
+    per site, unless ``SVI.init(..., init_params=guide_params(mean, init_sd))`` gives the means
+    (``fit`` does, with ``mlp.init``'s draw). The guide takes (and ignores) the model's arguments.
+    ``kl_weight`` != 1 scales each site's KL term (the authors' beta) through ``handlers.scale``
+    of the guide's sites, which ``TraceMeanField_ELBO`` applies to the closed-form KL.
+    """
+    sizes = mlp.check_layer_sizes(layer_sizes)
+    log_init_sd = float(np.log(init_sd))
+    shapes = {}
+    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        shapes[hmc.site_name(l, "weight")] = ((fan_out, fan_in), fan_in)
+        shapes[hmc.site_name(l, "bias")] = ((fan_out,), fan_in)
+
+    def guide(*args, **kwargs):
+        with handlers.scale(scale=kl_weight) if kl_weight != 1 else contextlib.nullcontext():
+            for site, (shape, fan_in) in shapes.items():
+                bound = 1.0 / np.sqrt(fan_in)
+                # lazy initial values: called by SVI.init only, so the compiled update holds no constants
+                loc = numpyro.param(loc_name(site), lambda key, shape=shape, bound=bound: jax.random.uniform(key, shape, jnp.float32, -bound, bound))
+                log_sd = numpyro.param(log_sd_name(site), lambda key, shape=shape: jnp.full(shape, log_init_sd, jnp.float32))
+                numpyro.sample(site, dist.Normal(loc, jnp.exp(log_sd)).to_event(len(shape)))
+
+    return guide
+
+
+def guide_params(mean: mlp.Params, init_sd: float) -> dict:
+    """``mean_field_guide``'s parameters for the means ``mean`` and every sd ``init_sd`` (for ``SVI.init``'s init_params)."""
+    params = {}
+    for site, value in hmc.sites_from_params(mean).items():
+        params[loc_name(site)] = jnp.array(value, jnp.float32)  # a copy: fit donates its state to the epoch
+        params[log_sd_name(site)] = jnp.full(jnp.shape(value), np.log(init_sd), jnp.float32)
+    return params
 
 
 @functools.lru_cache(maxsize=16)
-def make_epoch_fn(config: VIConfig, num_train: int):
-    """A jitted (variational, opt_state, data_key, noise_key, x, y) -> (variational, opt_state, sums).
+def make_svi(layer_sizes: tuple[int, ...], config: VIConfig) -> SVI:
+    """NumPyro's SVI of ``minibatch_model`` with ``mean_field_guide``, ``TraceMeanField_ELBO`` and optax's Adam.
 
-    ``sums``: the epoch's size-weighted mean NELBO and mean NLL. Cached per (config, N_train), so
-    repeated fits with one config compile once.
+    Cached per (layer sizes, config), so repeated fits with one config compile their epoch once.
     """
-    optimizer = optax.adam(config.learning_rate)
-    grad_fn = jax.value_and_grad(nelbo_estimate, has_aux=True)
+    model = partial(minibatch_model, layer_sizes=layer_sizes, prior_sd=float(config.prior_sd))
+    guide = mean_field_guide(layer_sizes, config.init_sd, config.kl_weight)
+    optimizer = optax_to_numpyro(optax.adam(config.learning_rate))
+    return SVI(model, guide, optimizer, TraceMeanField_ELBO(num_particles=config.num_samples))
 
-    def epoch(variational, opt_state, data_key, noise_key, x, y):
+
+def variational_params(params: dict, num_layers: int) -> tuple[mlp.Params, mlp.Params]:
+    """(mean, sd) pytrees from the guide's parameters (``SVI.get_params``)."""
+    mean = hmc.params_from_sites({s: params[loc_name(s)] for s in _sites(num_layers)}, num_layers)
+    sd = hmc.params_from_sites({s: jnp.exp(params[log_sd_name(s)]) for s in _sites(num_layers)}, num_layers)
+    return mean, sd
+
+
+def _sites(num_layers: int) -> list[str]:
+    return [hmc.site_name(l, kind) for l in range(num_layers) for kind in ("weight", "bias")]
+
+
+@functools.lru_cache(maxsize=16)
+def _epoch_fn(svi: SVI, config: VIConfig, num_train: int):
+    """A jitted (svi_state, data_key, x, y) -> (svi_state, mean NELBO) over one epoch of ``SVI.update``.
+
+    The mean weights each step's NELBO estimate by its number of real examples. Padding rows
+    (mask) exist only when the batch size does not divide N; without them the model gets no mask.
+    """
+    padded = num_train % config.batch_size != 0
+
+    def epoch(svi_state, data_key, x, y):
         indices, mask = train.minibatch_indices(data_key, num_train, config.batch_size)
-        step_keys = jax.random.split(noise_key, indices.shape[0])
 
-        def step(carry, batch):
-            variational, opt_state = carry
-            idx, m, k = batch
-            (loss, (nll, _)), grads = grad_fn(variational, x[idx], y[idx], m, k, config, num_train)
-            updates, opt_state = optimizer.update(grads, opt_state, variational)
-            return (optax.apply_updates(variational, updates), opt_state), (loss, nll)
+        def step(svi_state, batch):
+            idx, m = batch
+            return svi.update(svi_state, x, y, idx, m if padded else None)
 
-        (variational, opt_state), (losses, nlls) = jax.lax.scan(step, (variational, opt_state), (indices, mask, step_keys))
-        sizes = mask.sum(axis=1)
-        return variational, opt_state, (jnp.sum(losses * sizes) / num_train, jnp.sum(nlls * sizes) / num_train)
+        svi_state, losses = jax.lax.scan(step, svi_state, (indices, mask))
+        return svi_state, jnp.sum(losses * mask.sum(axis=1)) / num_train
 
-    return jax.jit(epoch, donate_argnums=(0, 1)), optimizer
+    return jax.jit(epoch, donate_argnums=(0,))
 
 
 def fit(
@@ -196,12 +252,12 @@ def fit(
     evaluate_on: Mapping[str, tuple] | None = None,
     progress: bool | str = True,
 ) -> VIResult:
-    """Fit mean-field VI to (x, y) and return the mean and sd pytrees with a per-epoch history.
+    """Fit mean-field VI to (x, y) with NumPyro's SVI and return the mean and sd pytrees with a per-epoch history.
 
     Args:
       key: split into (init, data, noise) keys. The init key draws the means with ``mlp.init``
         (PyTorch default) unless ``init_mean`` is given; epoch e shuffles the data with
-        ``fold_in(data key, e)`` and draws the step noise from ``fold_in(noise key, e)``.
+        ``fold_in(data key, e)``; the noise key seeds SVI (its state splits it every step).
       layer_sizes: input, hidden and output widths, e.g. [784, 512, 10].
       x, y: training inputs (N, D) float32 and integer labels (N,). N is the N_train of the NELBO.
       config: ``VIConfig``.
@@ -230,43 +286,39 @@ def fit(
         if mlp.layer_sizes_of(init_mean) != sizes:
             raise ValueError(f"init_mean has layer sizes {mlp.layer_sizes_of(init_mean)}, expected {sizes}")
         mean = jax.tree_util.tree_map(lambda leaf: jnp.array(leaf, jnp.float32), init_mean)
-    log_sd = jax.tree_util.tree_map(lambda leaf: jnp.full(leaf.shape, np.log(config.init_sd), jnp.float32), mean)
-    variational = {"mean": mean, "log_sd": log_sd}
 
-    num_train = int(x.shape[0])
-    epoch_fn, optimizer = make_epoch_fn(config, num_train)
-    opt_state = optimizer.init(variational)
+    num_train, num_layers = int(x.shape[0]), len(sizes) - 1
+    svi = make_svi(tuple(sizes), config)
+    first_batch = jnp.arange(min(config.batch_size, num_train))
+    # SVI.init runs the model once to learn its sites; NaN data is fit's concern (the NELBO check below)
+    with numpyro.validation_enabled(False):
+        svi_state = svi.init(noise_key, x, y, first_batch, None, init_params=guide_params(mean, config.init_sd))
+    epoch_fn = _epoch_fn(svi, config, num_train)
 
-    history: dict[str, list] = {"nelbo_running": [], "nll_running": [], "kl": [], "sd_mean": []}
-    _record(history, variational, config, evaluate_on)
+    history: dict[str, list] = {"nelbo_running": [], "kl": [], "sd_mean": []}
+    _record(history, variational_params(svi.get_params(svi_state), num_layers), config, evaluate_on)
     label = progress if isinstance(progress, str) else "mean-field VI"
     bar = tqdm(range(config.epochs), desc=label, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
-        variational, opt_state, (nelbo, nll) = epoch_fn(
-            variational, opt_state, jax.random.fold_in(data_key, epoch), jax.random.fold_in(noise_key, epoch), x, y
-        )
-        nelbo, nll = float(nelbo), float(nll)
+        svi_state, nelbo = epoch_fn(svi_state, jax.random.fold_in(data_key, epoch), x, y)
+        nelbo = float(nelbo)
         if not np.isfinite(nelbo):
             raise FloatingPointError(
                 f"VI diverged at epoch {epoch + 1} of {config.epochs}: the NELBO is {nelbo} "
                 f"(learning_rate {config.learning_rate}, init_sd {config.init_sd})"
             )
         history["nelbo_running"].append(nelbo)
-        history["nll_running"].append(nll)
-        bar.set_postfix(nelbo=f"{nelbo:.1f}", nll=f"{nll:.4f}")
-        _record(history, variational, config, evaluate_on)
-    return VIResult(
-        mean=variational["mean"],
-        sd=_sd_of(variational["log_sd"]),
-        history={k: np.asarray(v) for k, v in history.items()},
-    )
+        bar.set_postfix(nelbo=f"{nelbo:.1f}")
+        _record(history, variational_params(svi.get_params(svi_state), num_layers), config, evaluate_on)
+    mean, sd = variational_params(svi.get_params(svi_state), num_layers)
+    return VIResult(mean=mean, sd=sd, history={k: np.asarray(v) for k, v in history.items()})
 
 
-def _record(history: dict, variational, config: VIConfig, evaluate_on) -> None:
-    sd = _sd_of(variational["log_sd"])
-    history["kl"].append(float(kl_divergence(variational["mean"], sd, config.prior_sd)))
+def _record(history: dict, mean_sd, config: VIConfig, evaluate_on) -> None:
+    mean, sd = mean_sd
+    history["kl"].append(float(kl_divergence(mean, sd, config.prior_sd)))
     history["sd_mean"].append(float(jnp.mean(mlp.ravel(sd))))
     for name, (x_eval, y_eval) in (evaluate_on or {}).items():
-        metrics = train.evaluate(variational["mean"], x_eval, y_eval)
+        metrics = train.evaluate(mean, x_eval, y_eval)
         history.setdefault(f"{name}_loss", []).append(metrics["loss"])
         history.setdefault(f"{name}_accuracy", []).append(metrics["accuracy"])

@@ -109,4 +109,5 @@ def final_targets():
         *expand(f"{R}/tables/table1.{{ext}}", ext=["csv", "md", "tex"]),
         f"{R}/claims.json",
         f"{R}/claims.md",
+        f"{R}/claims.html",
     ]

@@ -1,20 +1,35 @@
 # Every figure and table of the paper, rendered by a parameterised notebook (papermill) from the
 # tidy CSV tables alone; the executed notebooks are kept under results/<name>/notebooks/.
-# Changing a notebook reruns only that notebook's job.
+# Changing a notebook reruns only that notebook's job; changing the plot code (FIGURE_CODE) reruns
+# every figure and table, as their notebooks call it.
+
+# The plotting code behind every notebook: inputs, so that an edit reruns the figures.
+FIGURE_CODE = ["src/compactbnn/figures.py", "src/compactbnn/paper.py"]
+
+
+# Seconds-long jobs run where Snakemake runs: a cluster would only queue them.
+localrules:
+    figure1,
+    figure2,
+    figure3,
+    table1,
+    claims,
+    claims_html,
 
 
 rule figure1:
     """Figure 1: loss over (epoch, lambda) before and after rebasin."""
     input:
         notebook="notebooks/figure1.ipynb",
+        code=FIGURE_CODE,
         interpolation=f"{R}/data/interpolation.csv",
     output:
-        pdf=report(
-            f"{R}/figures/figure1.pdf",
+        pdf=f"{R}/figures/figure1.pdf",
+        png=report(
+            f"{R}/figures/figure1.png",
             caption="../report/figure1.rst",
             category="Figures",
         ),
-        png=f"{R}/figures/figure1.png",
         notebook=f"{R}/notebooks/figure1.ipynb",
     log:
         f"{R}/logs/figure1.log",
@@ -33,15 +48,16 @@ rule figure2:
     """Figure 2: NoT, distance and barrier against NoT at initialisation; NoT along the interpolation path."""
     input:
         notebook="notebooks/figure2.ipynb",
+        code=FIGURE_CODE,
         not_experiment=f"{R}/data/not_experiment.csv",
         interpolation=f"{R}/data/interpolation.csv",
     output:
-        pdf=report(
-            f"{R}/figures/figure2.pdf",
+        pdf=f"{R}/figures/figure2.pdf",
+        png=report(
+            f"{R}/figures/figure2.png",
             caption="../report/figure2.rst",
             category="Figures",
         ),
-        png=f"{R}/figures/figure2.png",
         notebook=f"{R}/notebooks/figure2.ipynb",
     log:
         f"{R}/logs/figure2.log",
@@ -62,15 +78,17 @@ rule figure3:
     """Figure 3: sigma histograms before and after rebasin, and the pruning curves."""
     input:
         notebook="notebooks/figure3.ipynb",
-        sigma=f"{R}/data/sigma.csv",
+        # the notebook bins the sigmas with experiments.sigma_histograms
+        code=[*FIGURE_CODE, "src/compactbnn/experiments.py"],
+        sigma=f"{R}/data/sigma_values.csv.gz",
         pruning=f"{R}/data/pruning.csv",
     output:
-        pdf=report(
-            f"{R}/figures/figure3.pdf",
+        pdf=f"{R}/figures/figure3.pdf",
+        png=report(
+            f"{R}/figures/figure3.png",
             caption="../report/figure3.rst",
             category="Figures",
         ),
-        png=f"{R}/figures/figure3.png",
         notebook=f"{R}/notebooks/figure3.ipynb",
     log:
         f"{R}/logs/figure3.log",
@@ -78,9 +96,10 @@ rule figure3:
         CONDA_ENV
     params:
         python=notebook_python(),
+        sigma_bins=config["posterior"]["compact"]["sigma_bins"],
     shell:
         "{params.python} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
-        " -p sigma_csv {input.sigma:q} -p pruning_csv {input.pruning:q}"
+        " -p sigma_csv {input.sigma:q} -p sigma_bins {params.sigma_bins} -p pruning_csv {input.pruning:q}"
         " -p pdf {output.pdf:q} -p png {output.png:q} > {log:q} 2>&1"
 
 
@@ -142,13 +161,34 @@ rule table1:
     """Table 1: agreement and total variation with HMC, test accuracies of samples and of the mean weights."""
     input:
         notebook="notebooks/table1.ipynb",
+        code=FIGURE_CODE,
         metrics=f"{R}/data/posterior_metrics.csv",
     output:
         csv=report(
-            f"{R}/tables/table1.csv", caption="../report/table1.rst", category="Tables"
+            f"{R}/tables/table1.csv",
+            caption="../report/table1.rst",
+            category="Tables",
+            subcategory="Table 1",
         ),
-        md=f"{R}/tables/table1.md",
-        tex=f"{R}/tables/table1.tex",
+        md=report(
+            f"{R}/tables/table1.md",
+            caption="../report/table1.rst",
+            category="Tables",
+            subcategory="Table 1",
+        ),
+        tex=report(
+            f"{R}/tables/table1.tex",
+            caption="../report/table1.rst",
+            category="Tables",
+            subcategory="Table 1",
+        ),
+        # the report shows HTML inline
+        html=report(
+            f"{R}/tables/table1.html",
+            caption="../report/table1.rst",
+            category="Tables",
+            subcategory="Table 1",
+        ),
         notebook=f"{R}/notebooks/table1.ipynb",
     log:
         f"{R}/logs/table1.log",
@@ -159,7 +199,7 @@ rule table1:
     shell:
         "{params.python} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
         " -p metrics_csv {input.metrics:q} -p csv {output.csv:q} -p md {output.md:q} -p tex {output.tex:q}"
-        " > {log:q} 2>&1"
+        " -p html {output.html:q} > {log:q} 2>&1"
 
 
 rule claims:
@@ -188,3 +228,21 @@ rule claims:
         prior_sd=config["posterior"]["prior_sd"],
     script:
         "../scripts/claims.py"
+
+
+rule claims_html:
+    """claims.json as an HTML table, which the report shows inline."""
+    input:
+        json=f"{R}/claims.json",
+    output:
+        html=report(
+            f"{R}/claims.html", caption="../report/claims.rst", category="Claims"
+        ),
+    log:
+        f"{R}/logs/claims_html.log",
+    conda:
+        CONDA_ENV
+    params:
+        name=config["name"],
+    script:
+        "../scripts/claims_html.py"

@@ -29,12 +29,21 @@ rule analyse_not_run:
         "../scripts/analyse_not_run.py"
 
 
+# concatenating CSVs takes a second: run where Snakemake runs, not through a cluster's queue
+localrules:
+    collect_not_experiment,
+
+
 rule collect_not_experiment:
     """All runs of Experiment A in one table: run, not_init, curve, not_measured, distance, barrier."""
     input:
         expand(f"{R}/not_experiment/run{{run}}/analysis.csv", run=not_runs()),
     output:
-        f"{R}/data/not_experiment.csv",
+        report(
+            f"{R}/data/not_experiment.csv",
+            caption="../report/data_not_experiment.rst",
+            category="Data",
+        ),
     log:
         f"{R}/logs/collect_not_experiment.log",
     conda:
@@ -49,7 +58,11 @@ rule analyse_interpolation:
         data_inputs(),
         snapshots=f"{R}/interpolation/snapshots.npz",
     output:
-        f"{R}/data/interpolation.csv",
+        report(
+            f"{R}/data/interpolation.csv",
+            caption="../report/data_interpolation.rst",
+            category="Data",
+        ),
     log:
         f"{R}/logs/analyse_interpolation.log",
     benchmark:

@@ -30,6 +30,11 @@ NUM_CLASSES = 10
 def start(snakemake) -> logging.Logger:
     """Send stdout, stderr (progress bars included) and logging to the rule's log file; set JAX's matmul precision.
 
+    The job's own logger (named after the rule) logs at INFO; every library logger stays at WARNING,
+    which keeps JAX's INFO line about a missing TPU ("Unable to initialize backend 'tpu'") out of
+    the log without restricting JAX_PLATFORMS, so the same job still finds a GPU where there is one.
+    Progress bars are flushed as they advance: `tail -f <log>` shows a running job live.
+
     The job computes with the threads Snakemake gives it (``threads.limit``: XLA's CPU pools,
     BLAS, the LAP pool), so ``--cores N`` and SLURM's CPUs per task mean what they say. An HMC job
     with a low-precision gradient gets deterministic GPU reductions (``mixed_hmc``). Both must
@@ -39,7 +44,8 @@ def start(snakemake) -> logging.Logger:
         stream = open(snakemake.log[0], "w", buffering=1)
         sys.stdout = sys.stderr = stream
     sys.excepthook = _report_unwritable
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s", force=True)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(message)s", force=True)
+    logging.getLogger(snakemake.rule).setLevel(logging.INFO)
     hmc_params = snakemake.params.get("hmc")
     if hmc_params and hmc_params.get("gradient_precision", "float32") != "float32":
         from compactbnn import mixed_hmc

@@ -42,7 +42,8 @@ io.save_npz_atomic(sm.output.samples, {
     "test_log_likelihood": result.test_log_likelihood,
 })
 with open(sm.output.diagnostics, "w") as handle:
-    json.dump(summary, handle, indent=2)
+    # the config the samples were drawn under: the workflow refuses to delete them for another one
+    json.dump({**summary, "sampling_config": sm.params.sampling_config}, handle, indent=2)
 # The outputs hold everything; the checkpoint would keep a second copy of the samples, and a
 # forced rerun (after a code change, say) must sample afresh rather than return the old chain.
 del result
