@@ -224,6 +224,8 @@ def figure_s1(not_experiment: pd.DataFrame, interpolation: pd.DataFrame, barrier
     for curve, style in (("trained", "-"), ("init", ":")):
         part = not_experiment[not_experiment["curve"] == curve]
         for column, colour in layer_colours.items():
+            if not (part[column] > 0).any():  # e.g. the output bias, never permuted: nothing to draw on a log scale
+                continue
             sns.lineplot(data=part, x="not_init", y=column, errorbar="sd", ax=ax, color=colour, ls=style,
                          label=f"{column.removeprefix('distance_')}, {CURVE_LABELS[curve]}")
     ax.set_yscale("log")
