@@ -39,12 +39,16 @@ def usable_cpus() -> int:
 
 
 def backends_started() -> bool:
-    """Whether JAX has started its backends already (then its thread pools are sized)."""
+    """Whether JAX has started its backends already (then its thread pools are sized).
+
+    Reads JAX's private registry of started backends; a JAX without it answers False (then
+    ``limit`` narrows the affinity all the same, which is harmless if the pools exist already).
+    """
     try:
         from jax._src import xla_bridge
-    except ImportError:  # pragma: no cover - a JAX without this module: assume the worst
-        return True
-    return bool(getattr(xla_bridge, "_backends", {"unknown": None}))
+    except ImportError:  # pragma: no cover - another JAX layout
+        return False
+    return bool(getattr(xla_bridge, "_backends", {}))
 
 
 def limit(threads: int) -> None:
