@@ -27,7 +27,8 @@ NOT_EXTRA_COLUMNS = [
 ]
 INTERPOLATION_COLUMNS = ["epoch", "lambda", "rebasin", "split", "loss", "accuracy", "not_to_w0",
                          "l2_to_w0", "l2_to_w0_w1", "l2_to_w0_b1", "l2_to_w0_w2", "l2_to_w0_b2"]
-TABLE1_COLUMNS = ["method", "representation", "agreement", "tv", "accuracy_samples", "accuracy_mean", "nll", "ece"]
+TABLE1_COLUMNS = ["method", "representation", "agreement", "tv", "accuracy_samples", "accuracy_mean", "nll", "ece",
+                  "agreement_mean", "tv_mean"]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,7 @@ def test_lambda_grid():
 
 @pytest.mark.parametrize("sizes, levels", [([64, 16, 10], [1, 4, 8, 11, 15]), ([64, 12, 5, 10], [1, 3, 7, 11])])
 def test_permuted_initialisations(small, sizes, levels):
-    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(3), sizes, levels)
+    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(3), sizes, levels, independent=False)
     hidden = sizes[1:-1]
     assert mlp.layer_sizes_of(init) == sizes
     assert len(perms) == len(hidden)
@@ -103,17 +104,41 @@ def test_permuted_initialisations(small, sizes, levels):
         # ... with different weights (every level moves at least one unit)
         assert not np.array_equal(np.asarray(copy[0]["weight"]), np.asarray(init[0]["weight"]))
     # same key, same networks and permutations
-    init2, perms2, _ = experiments.permuted_initialisations(jax.random.key(3), sizes, levels)
+    init2, perms2, _ = experiments.permuted_initialisations(jax.random.key(3), sizes, levels, independent=False)
     np.testing.assert_array_equal(init2[0]["weight"], init[0]["weight"])
     for a, b in zip(perms, perms2):
         np.testing.assert_array_equal(a, b)
+
+
+def test_permuted_initialisations_independent_pairs(small):
+    """The authors' pairs: a fresh W_init for every level, permuted by its own P_k."""
+    sizes, levels = [64, 16, 10], [1, 4, 8, 15]
+    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(4), sizes, levels)
+    assert init[0]["weight"].shape == (len(levels), 16, 64)
+    firsts = [network(init, j) for j in range(len(levels))]
+    for j, level in enumerate(levels):
+        assert permutation.count_transpositions(perms[0][j]) == level
+        expected = permutation.permute(firsts[j], [perms[0][j]])
+        np.testing.assert_array_equal(network(permuted, j)[0]["weight"], expected[0]["weight"])
+        np.testing.assert_allclose(np.asarray(mlp.apply(network(permuted, j), small["x"])),
+                                   np.asarray(mlp.apply(firsts[j], small["x"])), rtol=1e-5, atol=1e-5)
+    # every level starts from its own network
+    assert len({np.asarray(f[0]["weight"]).tobytes() for f in firsts}) == len(levels)
+    # analysed pair by pair: the init curve recovers each level's planted P against its own W_init
+    table = analyse(init, init, permuted, perms, x_match=small["x"], splits={"train": (small["x"], small["y"])},
+                    split="train", lambdas=experiments.lambda_grid(3), method="activation")
+    init_rows = table[table["curve"] == "init"]
+    np.testing.assert_array_equal(init_rows["not_measured"], levels)
+    np.testing.assert_allclose(init_rows["distance"], [float(interpolation.squared_distance(firsts[j], network(permuted, j)))
+                                                       for j in range(len(levels))], rtol=1e-5)
+    assert (table.loc[table["curve"] == "control", "distance"] == 0).all()
 
 
 @pytest.fixture(scope="module")
 def not_run(small):
     """Experiment A on an untrained 64-16-10 network: the "trained" networks are the inits themselves."""
     levels = experiments.not_levels(16, 5)
-    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(0), SIZES, levels)
+    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(0), SIZES, levels, independent=False)
     lambdas = experiments.lambda_grid(5)
     splits = {"train": (small["x"], small["y"]), "test": (small["x_test"], small["y_test"])}
     table = analyse(init, init, permuted, perms, x_match=None, splits=splits, split="train",
@@ -209,7 +234,7 @@ def test_analyse_not_run_trained_curve_uses_the_trained_networks(not_run):
 def test_analyse_not_run_trained_and_control_pairs(small):
     """Different "trained" networks: the trained pair is (T, T'_k), the control pair (P_k T, T'_k)."""
     levels = [2, 9]
-    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(1), SIZES, levels)
+    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(1), SIZES, levels, independent=False)
     trained = random_mlp(11, SIZES)
     trained_permuted = stack_trees([random_mlp(12, SIZES), random_mlp(13, SIZES)])
     table = analyse(init, trained, trained_permuted, perms, x_match=small["x"],
@@ -241,7 +266,7 @@ def test_analyse_not_run_two_hidden_layers_sums_not(small):
     """NoT(P) in not_init is summed over hidden layers, as NoT(P') in not_measured is (not the level k per layer)."""
     sizes = [64, 12, 8, 10]
     levels = [1, 5, 9]  # 9 > 8 - 1: the second layer gets NoT 7 at that level
-    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(2), sizes, levels)
+    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(2), sizes, levels, independent=False)
     table = analyse(init, init, permuted, perms, x_match=None, splits={"train": (small["x"], small["y"])}, split="train",
                     lambdas=experiments.lambda_grid(3), method="weight")
     init_rows = table[table["curve"] == "init"]
@@ -381,7 +406,8 @@ def test_posterior_table_sample_rows(table1, posterior):
     assert ensemble["tv"] == pytest.approx(metrics.total_variation(members, reference))
     assert ensemble["accuracy_samples"] == pytest.approx(metrics.accuracy(members, y))
     assert ensemble["agreement"] < 1.0  # the ensemble is not HMC
-    assert np.isnan(hmc["accuracy_mean"]) and np.isnan(ensemble["accuracy_mean"])
+    for row in (hmc, ensemble):
+        assert np.isnan(row["accuracy_mean"]) and np.isnan(row["agreement_mean"]) and np.isnan(row["tv_mean"])
 
 
 def test_posterior_table_q_rows_use_their_own_gaussian(table1, posterior):
@@ -390,7 +416,11 @@ def test_posterior_table_q_rows_use_their_own_gaussian(table1, posterior):
         if representation == "sample":
             continue
         q = posterior["gaussians"][method, representation]
-        assert table1.iloc[i]["accuracy_mean"] == pytest.approx(metrics.accuracy(metrics.network_probabilities(q.mean, x), y))
+        mean_probabilities = metrics.network_probabilities(q.mean, x)
+        assert table1.iloc[i]["accuracy_mean"] == pytest.approx(metrics.accuracy(mean_probabilities, y))
+        reference = metrics.predictive(posterior["hmc"], x)
+        assert table1.iloc[i]["agreement_mean"] == pytest.approx(metrics.agreement(mean_probabilities, reference))
+        assert table1.iloc[i]["tv_mean"] == pytest.approx(metrics.total_variation(mean_probabilities, reference))
     # the accuracies of the four means differ, so a row reading another Gaussian would be caught
     assert table1["accuracy_mean"].dropna().nunique() >= 3
     # VI's draws are (almost exactly) its mean: the predictive is the mean network's
@@ -412,13 +442,37 @@ def test_posterior_table_is_seeded(table1, posterior):
     assert not np.allclose(other.loc[other["representation"] == "q_d", "tv"], table1.loc[table1["representation"] == "q_d", "tv"])
 
 
+def test_posterior_table_low_rank_row(posterior):
+    """The authors' low-rank Gaussian of the aligned ensemble as an eighth row, seeded like the others."""
+    low_rank = compact.low_rank_gaussian(posterior["ensemble"])
+    args = (posterior["hmc"], posterior["ensemble"], posterior["gaussians"], posterior["x"], posterior["y"])
+    table = experiments.posterior_table(jax.random.key(40), *args, num_q_samples=8, low_rank=low_rank)
+    assert list(zip(table["method"], table["representation"])) == [*experiments.TABLE1_ROWS, experiments.LOW_RANK_ROW]
+    row = table.iloc[-1]
+    draws = compact.sample_low_rank(jax.random.fold_in(jax.random.key(40), len(experiments.TABLE1_ROWS)), low_rank, 8)
+    reference = metrics.predictive(posterior["hmc"], posterior["x"])
+    assert row["agreement"] == pytest.approx(metrics.agreement(metrics.predictive(draws, posterior["x"]), reference))
+    assert row["accuracy_mean"] == pytest.approx(
+        metrics.accuracy(metrics.network_probabilities(low_rank.mean, posterior["x"]), posterior["y"]))
+
+
 def test_pruning_table(posterior):
     gaussians, x, y = posterior["gaussians"], posterior["x"], posterior["y"]
     retained = [100, 50, 10]
-    table = experiments.pruning_table(gaussians, x, y, retained)
+    last_sample = jax.tree_util.tree_map(lambda leaf: leaf[-1], posterior["hmc"])
+    last_member = jax.tree_util.tree_map(lambda leaf: leaf[-1], posterior["ensemble"])
+    table = experiments.pruning_table(gaussians, x, y, retained, last_hmc_sample=last_sample, last_member=last_member)
+    curve_names = experiments.PRUNING_CURVES + experiments.EXTRA_PRUNING_CURVES
     assert list(table.columns) == ["curve", "retained_percent", "accuracy"]
-    assert list(table["curve"]) == [c for c in experiments.PRUNING_CURVES for _ in retained]
-    assert list(table["retained_percent"]) == retained * len(experiments.PRUNING_CURVES)
+    assert list(table["curve"]) == [c for c in curve_names for _ in retained]
+    assert list(table["retained_percent"]) == retained * len(curve_names)
+    for curve, network, sd_of in (("hmc_last_sample", last_sample, ("hmc", "q_r")),
+                                  ("ensemble_last_member", last_member, ("ensemble", "q_r")),
+                                  ("ensemble_mu_r_by_vi", gaussians["ensemble", "q_r"].mean, ("vi", "q"))):
+        np.testing.assert_allclose(table.loc[table["curve"] == curve, "accuracy"].to_numpy(),
+                                   pruning.pruning_curve(network, gaussians[sd_of].sd, x, y, retained), atol=1e-7)
+    without = experiments.pruning_table(gaussians, x, y, retained)
+    assert set(without["curve"]) == set(experiments.PRUNING_CURVES) | {"ensemble_mu_r_by_vi"}
     pairs = {
         "hmc_mu_r": (("hmc", "q_r"), ("hmc", "q_r")), "hmc_mu_d": (("hmc", "q_d"), ("hmc", "q_d")),
         "ensemble_mu_r": (("ensemble", "q_r"), ("ensemble", "q_r")),

@@ -49,21 +49,30 @@ def not_levels(width: int, num_levels: int) -> np.ndarray:
     return np.unique(np.linspace(1, width - 1, num_levels).astype(np.int32))
 
 
-def permuted_initialisations(key: jax.Array, layer_sizes: Sequence[int], levels: Sequence[int]):
-    """W_init and, for every level k, P_k W_init with NoT(P_k) = k in every hidden layer.
+def permuted_initialisations(key: jax.Array, layer_sizes: Sequence[int], levels: Sequence[int], *,
+                             independent: bool = True):
+    """For every level k, a first network W_init and its copy P_k W_init with NoT(P_k) = k in every hidden layer.
 
-    Returns ``(init, perms, permuted)``: one network, a list (per hidden layer) of (L, n_l)
+    ``independent=True`` (the authors' code): a fresh W_init for every level, so the levels are
+    independent pairs; ``init`` is then stacked (L, ...). ``independent=False``: one W_init shared
+    by all levels (half the networks to train, but correlated levels); ``init`` has no model axis.
+    Returns ``(init, perms, permuted)``: the first network(s), a list (per hidden layer) of (L, n_l)
     permutations, and the L permuted copies stacked. A hidden layer narrower than k + 1 units
     gets its largest possible NoT, n_l - 1.
     """
     init_key, perm_key = jax.random.split(key)
-    init = mlp.init(init_key, layer_sizes)
     levels = np.asarray(levels, np.int32)
+    init = mlp.init_many(init_key, layer_sizes, len(levels)) if independent else mlp.init(init_key, layer_sizes)
     perms = []
     for layer, width in enumerate(layer_sizes[1:-1]):
         keys = jax.random.split(jax.random.fold_in(perm_key, layer), len(levels))
         perms.append(np.asarray(permutation.permutations_with_transpositions(keys, width, np.minimum(levels, width - 1))))
-    return init, perms, permutation.permute_many(mlp.repeat(init, len(levels)), perms)
+    return init, perms, permutation.permute_many(_as_stack(init, len(levels)), perms)
+
+
+def _as_stack(params: mlp.Params, num_models: int) -> mlp.Params:
+    """``params`` if it is already a stack of ``num_models`` networks, else that many copies of it."""
+    return params if np.ndim(params[0]["bias"]) == 2 else mlp.repeat(params, num_models)
 
 
 def analyse_not_run(
@@ -82,7 +91,8 @@ def analyse_not_run(
 ) -> pd.DataFrame:
     """One run of Experiment A: one row per (curve, level) with NoT, distances, barriers and the pair's own metrics.
 
-    ``init``/``trained`` are the first network (no model axis) before and after training,
+    ``init``/``trained`` are the first network before and after training: one network (no model
+    axis) shared by all levels, or one per level (stacked, the authors' independent pairs),
     ``trained_permuted`` the L trained copies (stacked) that started at ``P_k init``, ``perms`` the
     known P: one (L, n_l) array per hidden layer. ``splits`` maps split names to (x, y), e.g.
     ``{"train": ..., "test": ...}``; ``split`` names the one behind ``barrier``.
@@ -106,7 +116,7 @@ def analyse_not_run(
         raise ValueError(f"split {split!r} (the barrier's) is not among the splits {sorted(splits)}")
     # NoT(P) summed over hidden layers, as NoT(P') is: with one hidden layer, the level k itself
     not_init = np.sum([np.asarray(permutation.count_transpositions_many(p)) for p in perms], axis=0).astype(int)
-    init_stack, trained_stack = mlp.repeat(init, len(not_init)), mlp.repeat(trained, len(not_init))
+    init_stack, trained_stack = _as_stack(init, len(not_init)), _as_stack(trained, len(not_init))
     pairs = {
         "init": (init_stack, permutation.permute_many(init_stack, perms)),
         "trained": (trained_stack, trained_permuted),
@@ -197,7 +207,11 @@ def interpolation_table(
 
 TABLE1_ROWS = (("hmc", "sample"), ("hmc", "q_d"), ("hmc", "q_r"), ("ensemble", "sample"), ("ensemble", "q_d"),
                ("ensemble", "q_r"), ("vi", "q"))
+LOW_RANK_ROW = ("ensemble", "q_lowrank")  # the authors' low-rank Gaussian of the aligned ensemble (beyond Table 1)
 PRUNING_CURVES = ("hmc_mu_r", "hmc_mu_d", "ensemble_mu_r", "ensemble_mu_d", "merged", "vi")
+# The authors' further pruning curves (MNIST_eval_pruning.py): one network pruned by a sigma ordering,
+# and the ensemble's mean pruned by VI's sigma.
+EXTRA_PRUNING_CURVES = ("hmc_last_sample", "ensemble_last_member", "ensemble_mu_r_by_vi")
 
 
 def posterior_table(
@@ -209,47 +223,63 @@ def posterior_table(
     y: np.ndarray,
     *,
     num_q_samples: int,
+    low_rank: compact.LowRankGaussian | None = None,
 ) -> pd.DataFrame:
     """Table 1 with NLL and ECE: one row per (method, representation), measured against the HMC predictive.
 
     ``gaussians`` maps ("hmc" | "ensemble", "q_d" | "q_r") and ("vi", "q") to Gaussians; each
     q's predictive averages ``num_q_samples`` Monte Carlo draws. ``accuracy_samples`` is the
     accuracy of the predictive of the method's own samples (or of q's draws);
-    ``accuracy_mean`` that of the mean weights mu alone (NaN for sample rows, as the paper's N/A).
+    ``accuracy_mean`` that of the mean weights mu alone, and ``agreement_mean`` / ``tv_mean`` the
+    mean network's agreement with and total variation to the HMC predictive (the authors' extras;
+    NaN for sample rows, as the paper's N/A). ``low_rank`` (the aligned ensemble's
+    ``compact.low_rank_gaussian``) adds the row ``LOW_RANK_ROW`` after the paper's seven.
     """
     reference = metrics.predictive(hmc_samples, x)
     sample_predictives = {"hmc": reference, "ensemble": metrics.predictive(ensemble_members, x)}
     rows = []
     for index, (method, representation) in enumerate(TABLE1_ROWS):
         if representation == "sample":
-            probabilities, mean_accuracy = sample_predictives[method], np.nan
-        else:
-            q = gaussians[method, representation]
-            probabilities = metrics.gaussian_predictive(jax.random.fold_in(key, index), q, x, num_q_samples)
-            mean_accuracy = metrics.accuracy(metrics.network_probabilities(q.mean, x), y)
-        rows.append(_posterior_row(method, representation, probabilities, reference, y, mean_accuracy))
+            rows.append(_posterior_row(method, representation, sample_predictives[method], None, reference, y))
+            continue
+        q = gaussians[method, representation]
+        draws = metrics.gaussian_predictive(jax.random.fold_in(key, index), q, x, num_q_samples)
+        rows.append(_posterior_row(method, representation, draws, metrics.network_probabilities(q.mean, x), reference, y))
+    if low_rank is not None:
+        draws = metrics.predictive(compact.sample_low_rank(jax.random.fold_in(key, len(TABLE1_ROWS)), low_rank,
+                                                           num_q_samples), x)
+        rows.append(_posterior_row(*LOW_RANK_ROW, draws, metrics.network_probabilities(low_rank.mean, x), reference, y))
     return pd.DataFrame(rows)
 
 
-def _posterior_row(method, representation, probabilities, reference, y, mean_accuracy) -> dict:
+def _posterior_row(method, representation, probabilities, mean_probabilities, reference, y) -> dict:
+    """One row of Table 1; ``mean_probabilities`` are the mean network's (None for a method's own samples)."""
+    mean = (lambda measure: np.nan) if mean_probabilities is None else (lambda measure: measure(mean_probabilities))  # noqa: E731
     return {
         "method": method, "representation": representation,
         "agreement": metrics.agreement(probabilities, reference),
         "tv": metrics.total_variation(probabilities, reference),
         "accuracy_samples": metrics.accuracy(probabilities, y),
-        "accuracy_mean": mean_accuracy,
+        "accuracy_mean": mean(lambda p: metrics.accuracy(p, y)),
         "nll": metrics.nll(probabilities, y),
         "ece": metrics.expected_calibration_error(probabilities, y),
+        "agreement_mean": mean(lambda p: metrics.agreement(p, reference)),
+        "tv_mean": mean(lambda p: metrics.total_variation(p, reference)),
     }
 
 
 def pruning_table(gaussians: Mapping[tuple[str, str], compact.Gaussian], x: np.ndarray, y: np.ndarray,
-                  retained_percents: Sequence[float]) -> pd.DataFrame:
+                  retained_percents: Sequence[float], *, last_hmc_sample: mlp.Params | None = None,
+                  last_member: mlp.Params | None = None) -> pd.DataFrame:
     """Figure 3 right: test accuracy of mean weights pruned by sigma, one curve per row group.
 
     Curves (``PRUNING_CURVES``): HMC mu_r by sigma_r, HMC mu_d by sigma_d, the ensemble's mu_r
     and mu_d by their own sigmas, "merged" (the ensemble's mu_r by HMC's sigma_r; both are
-    aligned to the same reference) and VI's mu by its sigma.
+    aligned to the same reference) and VI's mu by its sigma. Then ``EXTRA_PRUNING_CURVES``, the
+    authors' further ones: "ensemble_mu_r_by_vi" (the ensemble's mu_r by VI's sigma), and, when
+    given, one network pruned as it is, unaligned, by a sigma ordering in the shared basis
+    (MNIST_eval_pruning.py): "hmc_last_sample" (the last kept HMC sample by HMC's sigma_r) and
+    "ensemble_last_member" (the last member by the ensemble's sigma_r).
     """
     pairs = {
         "hmc_mu_r": (gaussians["hmc", "q_r"].mean, gaussians["hmc", "q_r"].sd),
@@ -259,6 +289,11 @@ def pruning_table(gaussians: Mapping[tuple[str, str], compact.Gaussian], x: np.n
         "merged": (gaussians["ensemble", "q_r"].mean, gaussians["hmc", "q_r"].sd),
         "vi": (gaussians["vi", "q"].mean, gaussians["vi", "q"].sd),
     }
+    if last_hmc_sample is not None:
+        pairs["hmc_last_sample"] = (last_hmc_sample, gaussians["hmc", "q_r"].sd)
+    if last_member is not None:
+        pairs["ensemble_last_member"] = (last_member, gaussians["ensemble", "q_r"].sd)
+    pairs["ensemble_mu_r_by_vi"] = (gaussians["ensemble", "q_r"].mean, gaussians["vi", "q"].sd)
     frames = [
         pd.DataFrame({"curve": curve, "retained_percent": list(retained_percents),
                       "accuracy": pruning.pruning_curve(mean, sd, x, y, retained_percents)})

@@ -12,10 +12,14 @@ arrays = load_data(sm.params.data)
 trained, saved = io.load_networks(sm.input.networks)
 sizes = mlp.layer_sizes_of(jax.tree_util.tree_map(lambda leaf: leaf[0], trained))
 perms = [saved[f"perm{layer}"] for layer in range(len(sizes) - 2)]
+# train_not_run stores the F first networks ahead of the L permuted ones: F = L (independent pairs) or 1 (shared W_init)
+inits = saved["init"].reshape(-1, saved["init"].shape[-1])
+num_first = len(inits)
+unstack = (lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[0], tree)) if num_first == 1 else (lambda tree: tree)
 table = experiments.analyse_not_run(
-    mlp.unravel(saved["init"], sizes),
-    jax.tree_util.tree_map(lambda leaf: leaf[0], trained),
-    jax.tree_util.tree_map(lambda leaf: leaf[1:], trained),
+    unstack(mlp.unravel(inits, sizes)),
+    unstack(jax.tree_util.tree_map(lambda leaf: leaf[:num_first], trained)),
+    jax.tree_util.tree_map(lambda leaf: leaf[num_first:], trained),
     perms,
     x_match=first(arrays["x_train"], cfg["match_size"]),
     # barriers and the networks' metrics on both splits (the authors' script); `barrier` is cfg["split"]'s
