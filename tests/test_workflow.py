@@ -43,6 +43,8 @@ def _expected_counts(preset: str | None) -> dict[str, int]:
               "posterior_metrics": 1, "figure1": 1, "figure2": 1, "figure3": 1, "table1": 1, "claims": 1, "claims_html": 1, "all": 1}
     # the authors' other analyses (issue 10): HMC's running predictive, supplementary Figures S1 and S2
     counts.update({"hmc_running_predictive": 1, "figure_s1": 1, "figure_s2": 1})
+    # the weight-space comparison across methods (issue 10): its data and Figure 4
+    counts.update({"weight_space": 1, "figure4": 1})
     if config["data"]["dataset"] == "mnist":
         counts["fetch_mnist"] = 1  # the fresh copy has no resources/mnist.npz
     counts["total"] = sum(counts.values())
@@ -61,7 +63,7 @@ def test_dry_run_job_counts_match_config(fresh_copy, preset):
 @pytest.mark.slow
 def test_smoke_end_to_end_with_claims(smoke_run):
     out = smoke_run.workdir / "results" / "smoke"
-    for figure in ("figure1", "figure2", "figure3", "figure_s1", "figure_s2"):
+    for figure in ("figure1", "figure2", "figure3", "figure4", "figure_s1", "figure_s2"):
         for ext in ("pdf", "png"):
             assert (out / "figures" / f"{figure}.{ext}").stat().st_size > 10_000
         assert (out / "notebooks" / f"{figure}.ipynb").exists()
@@ -69,7 +71,7 @@ def test_smoke_end_to_end_with_claims(smoke_run):
     assert list(table.columns) == ["method", "representation", "agreement", "tv", "accuracy_samples", "accuracy_mean"]
     assert list(zip(table.method, table.representation)) == [
         ("hmc", "sample"), ("hmc", "q_d"), ("hmc", "q_r"), ("ensemble", "sample"), ("ensemble", "q_d"),
-        ("ensemble", "q_r"), ("vi", "q")]
+        ("ensemble", "q_r"), ("vi", "q"), ("ensemble", "q_lowrank")]
     assert "(0.8249)" in (out / "tables" / "table1.md").read_text()  # the paper's value beside ours
     assert "\\begin{tabular}" in (out / "tables" / "table1.tex").read_text()
     columns = {
@@ -77,7 +79,6 @@ def test_smoke_end_to_end_with_claims(smoke_run):
                            "error_barrier_train", "error_barrier_test", "distance_w1", "distance_b2", "second_accuracy_test"],
         "interpolation": ["epoch", "lambda", "rebasin", "split", "loss", "accuracy", "not_to_w0", "l2_to_w0", "l2_to_w0_w1"],
         "hmc_running_predictive": ["chain", "n", "accuracy", "nll", "sample_accuracy", "sample_nll"],
-
         "sigma": ["method", "representation", "bin_left", "bin_right", "count"],
         "pruning": ["curve", "retained_percent", "accuracy"],
     }
@@ -87,7 +88,10 @@ def test_smoke_end_to_end_with_claims(smoke_run):
         assert len(frame) > 0
     assert set(pd.read_csv(out / "data" / "not_experiment.csv").curve) == {"init", "trained", "control"}
     assert set(pd.read_csv(out / "data" / "pruning.csv").curve) == {
-        "hmc_mu_r", "hmc_mu_d", "ensemble_mu_r", "ensemble_mu_d", "merged", "vi"}
+        "hmc_mu_r", "hmc_mu_d", "ensemble_mu_r", "ensemble_mu_d", "merged", "vi",
+        "hmc_last_sample", "ensemble_last_member", "ensemble_mu_r_by_vi"}
+    weight_space = pd.read_csv(out / "data" / "weight_space.csv")
+    assert len(weight_space) == 12 and set(weight_space.alignment) == {"before", "after"}
     claims = json.loads((out / "claims.json").read_text())
     failed = [c["id"] for c in claims["claims"] if c["passed"] is False]
     assert failed == [], f"claims that fail on the smoke preset: {failed}"

@@ -28,6 +28,10 @@ PRUNING_STYLE = {
     "ensemble_mu_d": ("Ens. $\\mu_d$ by Ens. $\\sigma_d$", "tab:orange", ":"),
     "merged": ("Ens. $\\mu_r$ by HMC $\\sigma_r$ (merged)", "tab:red", "-"),
     "vi": ("VI $\\mu$ by VI $\\sigma$", "black", "-"),
+    # the authors' further curves (MNIST_eval_pruning.py), dashed: one network, or another sigma
+    "hmc_last_sample": ("last HMC sample (unaligned) by HMC $\\sigma_r$", "tab:green", "--"),
+    "ensemble_last_member": ("last member (unaligned) by Ens. $\\sigma_r$", "tab:orange", "--"),
+    "ensemble_mu_r_by_vi": ("Ens. $\\mu_r$ by VI $\\sigma$", "tab:gray", "--"),
 }
 
 

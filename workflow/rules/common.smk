@@ -100,7 +100,7 @@ def hmc_chains():
 
 
 # the paper's figures, then supplementary ones (the authors' other analyses)
-FIGURES = ["figure1", "figure2", "figure3", "figure_s1", "figure_s2"]
+FIGURES = ["figure1", "figure2", "figure3", "figure4", "figure_s1", "figure_s2"]
 
 
 def final_targets():

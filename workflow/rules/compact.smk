@@ -101,3 +101,37 @@ rule posterior_metrics:
         matmul_precision=config["matmul_precision"],
     script:
         "../scripts/posterior_metrics.py"
+
+
+rule weight_space:
+    """Figure 4's data: per-weight mu and sigma of HMC, the ensemble and VI before and after rebasin, and their correlations."""
+    input:
+        hmc_q_d=rules.compact.output.hmc_direct,
+        hmc_q_r=rules.compact.output.hmc_rebasin,
+        ensemble_q_d=rules.compact.output.ensemble_direct,
+        ensemble_q_r=rules.compact.output.ensemble_rebasin,
+        vi_q=rules.compact.output.vi,
+        vi=f"{R}/vi/posterior.npz",
+    output:
+        values=report(
+            f"{R}/data/weight_space_values.csv.gz",
+            caption="../report/data_weight_space_values.rst",
+            category="Data",
+        ),
+        correlations=report(
+            f"{R}/data/weight_space.csv",
+            caption="../report/data_weight_space.rst",
+            category="Data",
+        ),
+    log:
+        f"{R}/logs/weight_space.log",
+    benchmark:
+        f"{R}/benchmarks/weight_space.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=30,
+    script:
+        "../scripts/weight_space.py"

@@ -103,19 +103,47 @@ rule figure3:
         " -p pdf {output.pdf:q} -p png {output.png:q} > {log:q} 2>&1"
 
 
+rule figure4:
+    """Figure 4 (beyond the paper): one weight space for HMC, the ensemble and VI, per-weight mu and sigma before and after rebasin."""
+    input:
+        notebook="notebooks/figure4.ipynb",
+        code=FIGURE_CODE,
+        values=f"{R}/data/weight_space_values.csv.gz",
+        correlations=f"{R}/data/weight_space.csv",
+    output:
+        pdf=f"{R}/figures/figure4.pdf",
+        png=report(
+            f"{R}/figures/figure4.png",
+            caption="../report/figure4.rst",
+            category="Figures",
+        ),
+        notebook=f"{R}/notebooks/figure4.ipynb",
+    log:
+        f"{R}/logs/figure4.log",
+    conda:
+        CONDA_ENV
+    params:
+        python=notebook_python(),
+    shell:
+        "{params.python} -m papermill --cwd . {input.notebook:q} {output.notebook:q}"
+        " -p values_csv {input.values:q} -p correlations_csv {input.correlations:q}"
+        " -p pdf {output.pdf:q} -p png {output.png:q} > {log:q} 2>&1"
+
+
 rule figure_s1:
     """Figure S1: Experiments A and B, the authors' other measures (error barriers, per-layer distances, final accuracies, error along lambda)."""
     input:
         notebook="notebooks/figure_s1.ipynb",
+        code=FIGURE_CODE,
         not_experiment=f"{R}/data/not_experiment.csv",
         interpolation=f"{R}/data/interpolation.csv",
     output:
-        pdf=report(
-            f"{R}/figures/figure_s1.pdf",
+        pdf=f"{R}/figures/figure_s1.pdf",
+        png=report(
+            f"{R}/figures/figure_s1.png",
             caption="../report/figure_s1.rst",
             category="Supplementary figures",
         ),
-        png=f"{R}/figures/figure_s1.png",
         notebook=f"{R}/notebooks/figure_s1.ipynb",
     log:
         f"{R}/logs/figure_s1.log",
@@ -136,14 +164,15 @@ rule figure_s2:
     """Figure S2: HMC's running predictive, test accuracy and NLL of the first n kept samples."""
     input:
         notebook="notebooks/figure_s2.ipynb",
+        code=FIGURE_CODE,
         running=f"{R}/data/hmc_running_predictive.csv",
     output:
-        pdf=report(
-            f"{R}/figures/figure_s2.pdf",
+        pdf=f"{R}/figures/figure_s2.pdf",
+        png=report(
+            f"{R}/figures/figure_s2.png",
             caption="../report/figure_s2.rst",
             category="Supplementary figures",
         ),
-        png=f"{R}/figures/figure_s2.png",
         notebook=f"{R}/notebooks/figure_s2.ipynb",
     log:
         f"{R}/logs/figure_s2.log",
@@ -211,6 +240,7 @@ rule claims:
         sigma=f"{R}/data/sigma.csv",
         pruning=f"{R}/data/pruning.csv",
         rhat=f"{R}/compact/rhat.json",
+        weight_space=f"{R}/data/weight_space.csv",
     output:
         json=f"{R}/claims.json",
         md=report(f"{R}/claims.md", caption="../report/claims.rst", category="Claims"),

@@ -21,10 +21,14 @@ experiments.sigma_histograms(sigma, bin_width=sm.params.prior_sd / CLAIMS_BINS_P
     sm.output.sigma, index=False)
 samples, _ = load_hmc_samples(sm.input.hmc)
 members, _ = io.load_networks(sm.input.ensemble)
+# the authors' low-rank Gaussian of the ensemble, aligned as for its q_r
+low_rank = compact.low_rank_gaussian(members, compact.load_compact(sm.input.ensemble_q_r).perms)
 table = experiments.posterior_table(jax.random.key(cfg["seed"]), samples, members, gaussians, x, y,
-                                    num_q_samples=cfg["q_samples"])
+                                    num_q_samples=cfg["q_samples"], low_rank=low_rank)
 table.to_csv(sm.output.table, index=False)
 log.info("Table 1:\n%s", table.to_string(index=False))
-pruning = experiments.pruning_table(gaussians, x, y, cfg["retained_percents"])
+last = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[-1], tree)  # noqa: E731
+pruning = experiments.pruning_table(gaussians, x, y, cfg["retained_percents"], last_hmc_sample=last(samples),
+                                    last_member=last(members))
 pruning.to_csv(sm.output.pruning, index=False)
 log.info("pruning curves:\n%s", pruning.pivot(index="retained_percent", columns="curve", values="accuracy").to_string())
