@@ -12,8 +12,9 @@ processes through the usual environment variables, and ``usable_cpus`` (the LAP 
 ``rebasin``) returns at most ``threads``.
 
 Must run before anything starts JAX's backends (the first array operation or ``jax.devices()``).
-Measured on jaxlib 0.10.2 with 2 CPUs: a jitted matmul loop keeps 4 threads busy by default
-and 1 after ``limit(1)`` (tests/test_threads.py).
+Measured on jaxlib 0.10.2 with 2 CPUs (tests/test_threads.py), an HMC chain of a 64-256-10 MLP
+on digits: after ``limit(1)`` two or more of its threads were runnable in 1 % of 5-ms samples and
+it used 0.82 CPU seconds per wall second; without the limit, 64 % and 1.73.
 """
 
 from __future__ import annotations
