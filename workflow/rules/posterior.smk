@@ -1,48 +1,4 @@
 # Experiment C's posteriors: HMC chains (one job each, resumable), the deep ensemble and mean-field VI.
-import json
-import sys
-from pathlib import Path
-from types import SimpleNamespace
-
-
-def hmc_sampling_config(wildcards=None):
-    """The hash of what a chain's samples depend on (its checkpoint directory's suffix), recorded in diagnostics.json."""
-    return Path(hmc_checkpoint(SimpleNamespace(chain=0))).name.removeprefix(
-        "checkpoint-"
-    )
-
-
-def chains_sampled_under_another_config():
-    """The samples of this config's chains that were drawn under another sampling config (diagnostics.json records it)."""
-    stale = []
-    for chain in hmc_chains():
-        folder = Path(f"{R}/hmc/chain{chain}")
-        try:
-            recorded = json.loads((folder / "diagnostics.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if (folder / "samples.npz").exists() and recorded.get(
-            "sampling_config"
-        ) not in (None, hmc_sampling_config()):
-            stale.append(f"{folder}/samples.npz")
-    return stale
-
-
-# Snakemake would delete finished chains to resample them under a changed config: stop before any job
-# instead. protected() below stops that too, but not for root, for whom os.access (Snakemake's
-# test) ignores file modes. (An input function cannot stop it: Snakemake takes its error for "rule
-# not applicable" and then uses the existing file as a source, silently.)
-_stale_chains = chains_sampled_under_another_config()
-if _stale_chains:
-    sys.exit(
-        f"HMC samples {_stale_chains[0]}"
-        + (f" and {len(_stale_chains) - 1} more" if len(_stale_chains) > 1 else "")
-        + " were drawn under another config than this one (posterior.hmc, data, model, posterior.prior_sd or "
-        "matmul_precision changed), and Snakemake would delete these finished chains to resample them.\n"
-        "To resample, delete them first: rm -f "
-        + " ".join(_stale_chains)
-        + "\nElse restore the config, or run the new one under another name."
-    )
 
 
 rule hmc_chain:
