@@ -14,6 +14,7 @@ from scipy.special import log_softmax
 from scipy.stats import norm
 
 from compactbnn import diagnostics, hmc, mlp
+from compactbnn.diagnostics import az
 
 SIZES = [64, 12, 10]
 N_TRAIN = 400
@@ -261,6 +262,69 @@ def test_split_rhat_and_ess():
         diagnostics.split_rhat(mixed[:, :3])
 
 
+def test_split_rhat_is_arviz_rank_normalised_rhat():
+    rng = np.random.default_rng(2)
+    draws = rng.normal(size=(3, 41, 6)) + rng.normal(size=(3, 1, 6))  # odd length: ArviZ drops the middle draw
+    draws[:, :, 4] = np.round(draws[:, :, 4])  # ties, as repeated HMC states give
+    draws[:, :, 5] = rng.standard_t(2, size=(3, 41)) * np.array([1.0, 3.0, 9.0])[:, None]  # chains differing in scale only
+    expected = az.rhat(az.convert_to_dataset(draws), method="rank")["x"].values
+    np.testing.assert_allclose(diagnostics.split_rhat(draws), expected, rtol=1e-9)
+    np.testing.assert_allclose(diagnostics.ess(draws), az.ess(az.convert_to_dataset(draws), method="bulk")["x"].values, rtol=1e-9)
+
+
+def test_rank_normalised_rhat_equals_numpyro_split_rhat_where_both_definitions_agree():
+    # Draws that are already their own normal scores (rank r of S -> Phi^-1((r - 3/8) / (S + 1/4))),
+    # in chains at different locations but with the same spread about the median: rank
+    # normalisation changes nothing and the folded (tail) R-hat is the smaller one, so ArviZ's
+    # R-hat is the classic split R-hat (numpyro.diagnostics.split_gelman_rubin, our old one).
+    from numpyro.diagnostics import split_gelman_rubin
+
+    chains, n = 4, 60
+    scores = norm.ppf((np.arange(1, chains * n + 1) - 0.375) / (chains * n + 0.25))
+    order = np.random.default_rng(3).permutation(chains * n).reshape(chains, n)
+    shifted = np.sort(order, axis=0)  # chain c gets ranks near c: different locations
+    draws = scores[shifted][:, :, None]
+    old = float(np.asarray(split_gelman_rubin(draws))[0])
+    assert old > 1.5
+    assert float(diagnostics.split_rhat(draws)[0]) == pytest.approx(old, rel=1e-12)
+    # well mixed, the two differ slightly (here the tail R-hat is the larger): both near 1
+    mixed = scores[order][:, :, None]
+    assert abs(float(diagnostics.split_rhat(mixed)[0]) - float(np.asarray(split_gelman_rubin(mixed))[0])) < 0.01
+
+
+@pytest.mark.filterwarnings("ignore:Passing a dict or None as alias_mapping")  # ArviZ 0.23 plotting on matplotlib 3.11
+def test_chain_trace_is_arviz_data(problem, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    result = sample(problem, tmp_path, "a")
+    path = tmp_path / "trace.nc"
+    diagnostics.write_trace(path, diagnostics.chain_trace(result, 3))
+    idata = diagnostics.read_trace(path)
+    summary = az.summary(idata)
+    assert set(summary.index) == {"train_log_likelihood", "potential_energy", "test_log_likelihood", "test_accuracy"}
+    assert idata.posterior.sizes == {"chain": 1, "draw": SMALL.num_kept}
+    np.testing.assert_array_equal(idata.posterior["draw"], SMALL.kept_indices)
+    np.testing.assert_allclose(idata.posterior["test_log_likelihood"].values[0], result.test_log_likelihood, rtol=1e-6)
+    np.testing.assert_allclose(idata.sample_stats["acceptance_rate"].values[0], result.traces["accept_prob"][SMALL.kept_indices], rtol=1e-6)
+    every = idata.iteration_stats
+    assert every.sizes["draw"] == SMALL.num_iterations
+    np.testing.assert_allclose(every["lp"].values[0], -result.traces["potential_energy"], rtol=1e-6)
+    np.testing.assert_allclose(every["acceptance_rate"].values[0], result.traces["accept_prob"], rtol=1e-6)
+    assert every["diverging"].dtype == bool and every["diverging"].shape == (1, SMALL.num_iterations)
+    assert set(az.summary(idata, group="iteration_stats", var_names=["lp", "acceptance_rate"]).index) == {"lp", "acceptance_rate"}
+    az.plot_trace(idata)
+    az.plot_trace(idata.iteration_stats, var_names=["lp"])
+    plt.close("all")
+    # chains join along "chain"; R-hat across them then comes from ArviZ's summary
+    other = diagnostics.chain_trace(result, 4)
+    both = az.concat(idata, other, dim="chain", reset_dim=False)
+    assert list(both.posterior["chain"].values) == [3, 4]
+    assert np.isfinite(az.summary(both)["r_hat"]).all()
+
+
 def test_weight_rhat_summary():
     rng = np.random.default_rng(1)
     samples = rng.normal(size=(3, 100, 50))
@@ -271,3 +335,4 @@ def test_weight_rhat_summary():
     assert summary["fraction_above_threshold"] == pytest.approx(10 / 49)
     assert summary["max"] > 2 and abs(summary["median"] - 1) < 0.05
     assert diagnostics.weight_rhat([s for s in samples], block_size=50) == summary
+    assert summary["method"].startswith("rank-normalised split R-hat")

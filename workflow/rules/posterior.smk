@@ -10,6 +10,8 @@ rule hmc_chain:
         # deleting a finished chain (GPU hours at the paper's scale); delete the samples to resample
         samples=protected(f"{R}/hmc/chain{{chain}}/samples.npz"),
         diagnostics=f"{R}/hmc/chain{{chain}}/diagnostics.json",
+        # the scalar traces as ArviZ InferenceData (netCDF): az.summary, az.plot_trace
+        trace=f"{R}/hmc/chain{{chain}}/trace.nc",
     log:
         f"{R}/logs/hmc_chain/chain{{chain}}.log",
     benchmark:

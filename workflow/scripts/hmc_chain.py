@@ -7,7 +7,7 @@ import jax
 import numpy as np
 from common import first, hmc_config, layer_sizes, load_data, start
 
-from compactbnn import hmc, io
+from compactbnn import diagnostics, hmc, io
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)
@@ -41,6 +41,8 @@ io.save_npz_atomic(sm.output.samples, {
     "accept_prob_trace": result.traces["accept_prob"],
     "test_log_likelihood": result.test_log_likelihood,
 })
+# The scalar traces as ArviZ data: az.summary / az.plot_trace(diagnostics.read_trace(path)) read them.
+diagnostics.write_trace(sm.output.trace, diagnostics.chain_trace(result, chain))
 with open(sm.output.diagnostics, "w") as handle:
     # the config the samples were drawn under: the workflow refuses to delete them for another one
     json.dump({**summary, "sampling_config": sm.params.sampling_config}, handle, indent=2)
