@@ -8,8 +8,9 @@ A reproduction of Xiao, Liu & Bamler (2023) as a library of pure functions over 
 - ``permutation``: the number of transpositions, controlled permutations, permuting networks.
 - ``rebasin``: weight and activation matching, aligning many networks to a reference or their mean.
 - ``interpolation``: linear paths between networks, loss barriers, distances.
-- ``hmc`` and ``diagnostics``: NumPyro HMC in resumable chunks; split R-hat and ESS.
-- ``ensemble`` and ``vi``: deep ensembles and mean-field variational inference.
+- ``hmc`` and ``diagnostics``: NumPyro HMC in resumable chunks (model in ``hmc_model``, settings
+  and kernel in ``hmc_config``, checkpoints in ``hmc_checkpoint``); ArviZ's R-hat, ESS and traces.
+- ``ensemble`` and ``vi``: deep ensembles and mean-field VI (NumPyro's SVI on ``hmc_model.bnn_model``).
 - ``compact``: q_direct and q_rebasin, the compact Gaussian representation.
 - ``metrics`` and ``pruning``: predictive agreement, total variation, calibration; pruning by sigma.
 - ``experiments``, ``figures``, ``claims``, ``paper``: the paper's experiments, figures, claim checks
