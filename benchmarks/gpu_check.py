@@ -15,6 +15,8 @@ Writes one JSON file (``--out``, default ``gpu_check.json``) with:
 * ``alignment``: activation matching (``rebasin.align_many(method="activation")``) of stand-in
   networks (PyTorch-default draws: the cost does not depend on the weights) over all training
   images: samples per second;
+* ``determinism_flag``: ms per bare gradient of each precision with the flag that makes GPU
+  reductions deterministic (this process) and without it (a child process), and the slowdown;
 * ``projection``: from those, with ``compactbnn.cost``, the expected seconds of one job of every
   rule of the paper preset (config.yaml) and the sum over all its jobs (one device, one job at a
   time, overheads as measured on this repository's CPU figures), HMC for each precision.
@@ -23,7 +25,7 @@ Sizes: paper (784-512-10, MNIST 60,000 / 10,000; ``resources/mnist.npz`` must ex
 ``--reduced`` a CPU-sized check (digits 64-32-10, a few iterations) that CI runs in about a
 minute. Every timing except the HMC chunk's is of a second call, after a first one that
 compiles. The determinism flag of mixed-precision HMC (``mixed_hmc.DETERMINISTIC_GPU_FLAG``) is
-set for the whole process, float32 included.
+set for the whole process, float32 included (``determinism_flag`` says what it costs).
 
 On the GPU machine (jax 0.11, numpyro 0.21 preinstalled, no package registry), from the checkout:
 ``PYTHONPATH=src python3 benchmarks/gpu_check.py --out $OUT/gpu_check.json`` (docs/gpu.md).
@@ -47,7 +49,9 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 from compactbnn import mixed_hmc  # noqa: E402
 
-mixed_hmc.set_deterministic_reductions()  # before JAX starts its backends
+WITHOUT_FLAG = "--without-determinism-flag"  # the child process that times gradients without it
+if WITHOUT_FLAG not in sys.argv:
+    mixed_hmc.set_deterministic_reductions()  # before JAX starts its backends
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -101,6 +105,46 @@ def check_hmc(x, y, sizes, scale):
         print(f"hmc {precision}: {out[precision]}", flush=True)
     speedup = {p: out["float32"]["ms_per_leapfrog"] / out[p]["ms_per_leapfrog"] for p in out}
     return out, speedup
+
+
+def bare_gradients(x, y, sizes, calls):
+    """ms per bare gradient of the potential, for each gradient precision (median of 3 timings of ``calls`` calls)."""
+    params = mlp.init(jax.random.PRNGKey(1), sizes)
+    xd, yd = jnp.asarray(x), jnp.asarray(y)
+    out = {}
+    for precision in mixed_hmc.GRADIENT_PRECISIONS:
+        product = mixed_hmc.matmul(precision)
+        grad = jax.jit(jax.grad(lambda p, x, y: hmc.potential_energy(p, x, y, 1.0, product)))
+        jax.block_until_ready(grad(params, xd, yd))
+        timings = []
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(calls):
+                g = grad(params, xd, yd)
+            jax.block_until_ready(g)
+            timings.append(1e3 * (time.perf_counter() - start) / calls)
+        out[precision] = sorted(timings)[1]
+    return out
+
+
+def check_determinism_flag(x, y, sizes, scale, argv):
+    """Bare gradients with the determinism flag (this process) and without it (a child process): its cost."""
+    import subprocess
+    import tempfile
+
+    with_flag = bare_gradients(x, y, sizes, scale["gradients"])
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if f != mixed_hmc.DETERMINISTIC_GPU_FLAG]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "without.json"
+        child = subprocess.run([sys.executable, __file__, WITHOUT_FLAG, *argv, "--out", str(out)], capture_output=True, text=True,
+                               env={**os.environ, "XLA_FLAGS": " ".join(flags)}, timeout=600)
+        if child.returncode != 0:
+            raise RuntimeError(f"the child process without the determinism flag failed:\n{child.stderr[-2000:]}")
+        without = json.loads(out.read_text())
+    result = {"ms_per_gradient_with_flag": with_flag, "ms_per_gradient_without_flag": without,
+              "slowdown": {p: with_flag[p] / without[p] for p in with_flag}}
+    print(f"determinism flag: {result}", flush=True)
+    return result
 
 
 def check_trainings(x, y, sizes, scale):
@@ -171,7 +215,10 @@ def main(argv=None):
     parser.add_argument("--num-train", type=int, help="the first N MNIST training images instead of all 60,000")
     parser.add_argument("--hmc-steps", type=int, help="leapfrog steps per HMC iteration instead of 500")
     parser.add_argument("--out", default="gpu_check.json", help="the JSON file to write")
+    parser.add_argument(WITHOUT_FLAG, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    size_args = [a for a in (sys.argv[1:] if argv is None else argv) if a != WITHOUT_FLAG]
+    size_args = [a for i, a in enumerate(size_args) if a != "--out" and (i == 0 or size_args[i - 1] != "--out")]
     start = time.perf_counter()
     scale = dict(REDUCED if args.reduced else PAPER)
     scale.update({k: v for k, v in (("hidden", args.hidden), ("hmc_steps", args.hmc_steps)) if v is not None})
@@ -180,6 +227,10 @@ def main(argv=None):
         arrays = data.take_first(arrays, args.num_train, None)
     x, y = arrays["x_train"], arrays["y_train"]
     sizes = [x.shape[1], scale["hidden"], 10]
+    if args.without_determinism_flag:
+        with open(args.out, "w") as handle:
+            json.dump(bare_gradients(x, y, sizes, scale["gradients"]), handle)
+        return None
     device = jax.devices()[0]
     print(f"device {device.platform}:{device.device_kind}, jax {jax.__version__}, numpyro {numpyro.__version__}, sizes {sizes}, "
           f"{len(x)} images", flush=True)
@@ -199,6 +250,7 @@ def main(argv=None):
     figures["hmc"], figures["hmc_speedup_over_float32"] = check_hmc(x, y, sizes, scale)
     figures["experiment_a"], figures["ensemble"], figures["vi"] = check_trainings(x, y, sizes, scale)
     figures["evaluation"], figures["alignment"] = check_evaluation_and_alignment(x, y, sizes, scale)
+    figures["determinism_flag"] = check_determinism_flag(x, y, sizes, scale, size_args)
     figures["projection"] = projection(figures)
     figures["wall_s"] = round(time.perf_counter() - start, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

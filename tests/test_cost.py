@@ -46,6 +46,9 @@ def test_gpu_check_reduced_writes_every_field(reduced_check):
     for key in ("ensemble", "vi"):
         assert positive(figures[key]["s_per_epoch"])
     assert positive(figures["evaluation"]["example_params_per_s"]) and positive(figures["alignment"]["samples_per_s"])
+    for key in ("ms_per_gradient_with_flag", "ms_per_gradient_without_flag", "slowdown"):
+        assert set(figures["determinism_flag"][key]) == {"float32", "tf32", "bfloat16"}
+        assert all(positive(v) for v in figures["determinism_flag"][key].values()), key
     projection = figures["projection"]
     for precision in ("float32", "tf32", "bfloat16"):
         assert positive(projection["rules"][f"hmc_chain ({precision})"]["seconds_per_job"])
