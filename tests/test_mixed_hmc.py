@@ -50,6 +50,8 @@ def test_cpu_ignores_the_bfloat16_dot_algorithm_so_the_emulation_rounds_bits():
     exact = jnp.matmul(a, b, precision="highest")
     algorithm = jax.jit(partial(jnp.matmul, precision="BF16_BF16_F32"))(a, b)
     np.testing.assert_array_equal(np.asarray(algorithm), np.asarray(exact))
+    with pytest.raises(Exception, match="not supported"):
+        jax.jit(partial(jnp.matmul, precision="TF32_TF32_F32"))(a, b)
     emulated = jax.jit(mixed_hmc.matmul("bfloat16", "cpu"))(a, b)
     rounded = jnp.matmul(mixed_hmc.round_mantissa(a, 7), mixed_hmc.round_mantissa(b, 7), precision="highest")
     np.testing.assert_array_equal(np.asarray(emulated), np.asarray(rounded))

@@ -20,11 +20,11 @@ samples equal ``numpyro.infer.HMC``'s bit for bit (tested).
 
 Matmul precisions (``matmul``): on GPUs the products run on tensor cores through JAX's dot
 algorithms ``TF32_TF32_F32`` and ``BF16_BF16_F32`` (inputs rounded, float32 accumulation), in
-the forward and backward passes. On CPUs XLA computes both exactly in float32 (it even drops a
-float32 -> bfloat16 -> float32 round trip, see ``excess_precision``), so the CPU emulates them:
-the inputs of every product of the forward and backward pass are rounded to 10 (TF32) or 7
-(bfloat16) mantissa bits, round-to-nearest-even, with integer bit operations that XLA cannot
-simplify away, and multiplied in float32.
+the forward and backward passes. On CPUs (jaxlib 0.10) ``BF16_BF16_F32`` gives the exact float32
+product and ``TF32_TF32_F32`` is refused (tested), so the CPU emulates them: the inputs of every
+product of the forward and backward pass are rounded to 10 (TF32) or 7 (bfloat16) mantissa
+bits, round-to-nearest-even, with integer bit operations that XLA cannot simplify away (DESIGN.md
+notes it may drop a float32 -> bfloat16 -> float32 convert pair), and multiplied in float32.
 
 Reversibility needs a force that is a deterministic function of theta. XLA:GPU may use atomics
 in reductions (bit-different results run to run); ``DETERMINISTIC_GPU_FLAG`` excludes such
@@ -131,16 +131,6 @@ def matmul(precision: str, backend: str | None = None) -> Callable | None:
 
 def _gpu_matmul(a, b, algorithm):
     return jnp.matmul(a, b, precision=algorithm)
-
-
-def excess_precision() -> bool:
-    """True if this backend computes a float32 -> bfloat16 -> float32 round trip exactly (XLA drops it).
-
-    The reason the CPU emulates low precision by rounding bits: measured, not assumed.
-    """
-    x = jnp.float32(1.0) + jnp.float32(2.0**-12)  # not representable in bfloat16
-    y = jax.jit(lambda v: v.astype(jnp.bfloat16).astype(jnp.float32))(x)
-    return bool(y == x)
 
 
 # ---------------------------------------------------------------------------------------------
