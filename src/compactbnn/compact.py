@@ -91,16 +91,44 @@ def moments(samples: mlp.Params, *, ddof: int = 1, perms: Sequence | None = None
     Accumulated chunk by chunk in float64 (Chan et al.'s pairwise update of mean and sum of
     squared deviations), so memory is one chunk of networks; returned as float32 JAX arrays.
     """
+    sizes, num, perms = _check_stack(samples, perms, chunk_size)
+    _check_ddof(ddof, num)
+    return _moments(samples, sizes, num, ddof, perms, chunk_size)
+
+
+def ravel_stack(samples: mlp.Params, perms: Sequence | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> np.ndarray:
+    """The stack ravelled to a host array (S, num_params) float32, each network first permuted by its row of ``perms``.
+
+    Built chunk by chunk, so besides the result only one chunk of networks is ever copied
+    (e.g. aligned HMC samples for R-hat after alignment).
+    """
+    _, num, perms = _check_stack(samples, perms, chunk_size)
+    return _ravel_stack(samples, num, perms, chunk_size)
+
+
+# The public functions check their inputs once, at the boundary; the workers below trust them (and
+# the permutations this module computes itself), so a 1,000-network stack is not re-checked per step.
+
+
+def _check_stack(samples, perms, chunk_size) -> tuple[list[int], int, list | None]:
+    """(layer sizes, number of networks, checked perms or None) of a stack and its optional perms."""
     sizes = permutation.check_params(samples, "samples", batch_ndim=1)
     num = int(np.shape(samples[0]["bias"])[0])
-    if not isinstance(ddof, (int, np.integer)) or isinstance(ddof, bool) or ddof < 0:
-        raise ValueError(f"ddof must be a non-negative integer, got {ddof!r}")
-    if num <= ddof:
-        raise ValueError(f"the sd with ddof={ddof} needs more than {ddof} networks, got a stack of {num}")
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if perms is not None:
         perms = permutation.check_perms(list(perms), samples, name="perms", batch_shape=(num,))
+    return sizes, num, perms
+
+
+def _check_ddof(ddof, num: int) -> None:
+    if not isinstance(ddof, (int, np.integer)) or isinstance(ddof, bool) or ddof < 0:
+        raise ValueError(f"ddof must be a non-negative integer, got {ddof!r}")
+    if num <= ddof:
+        raise ValueError(f"the sd with ddof={ddof} needs more than {ddof} networks, got a stack of {num}")
+
+
+def _moments(samples, sizes: list[int], num: int, ddof: int, perms, chunk_size: int) -> Gaussian:
     count, mean, m2 = 0, None, None
     for start, stop, flat in _flat_chunks(samples, perms, num, chunk_size):
         flat = np.asarray(flat, np.float64)
@@ -119,16 +147,7 @@ def moments(samples: mlp.Params, *, ddof: int = 1, perms: Sequence | None = None
     return Gaussian(mlp.unravel(jnp.asarray(mean, jnp.float32), sizes), mlp.unravel(jnp.asarray(sd, jnp.float32), sizes))
 
 
-def ravel_stack(samples: mlp.Params, perms: Sequence | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> np.ndarray:
-    """The stack ravelled to a host array (S, num_params) float32, each network first permuted by its row of ``perms``.
-
-    Built chunk by chunk, so besides the result only one chunk of networks is ever copied
-    (e.g. aligned HMC samples for R-hat after alignment).
-    """
-    permutation.check_params(samples, "samples", batch_ndim=1)
-    num = int(np.shape(samples[0]["bias"])[0])
-    if perms is not None:
-        perms = permutation.check_perms(list(perms), samples, name="perms", batch_shape=(num,))
+def _ravel_stack(samples, num: int, perms, chunk_size: int) -> np.ndarray:
     out = None
     for start, stop, flat in _flat_chunks(samples, perms, num, chunk_size):
         if out is None:
@@ -192,11 +211,12 @@ def q_rebasin(
       key: orders the coordinate descent of multi-layer weight matching.
       align_options: passed to ``rebasin.align_many`` (chunk_size of the matcher is not this one).
     """
-    permutation.check_params(samples, "samples", batch_ndim=1)
+    sizes, num, _ = _check_stack(samples, None, chunk_size)
+    _check_ddof(ddof, num)
     common = dict(method=method, x=x, key=key, progress=progress, **align_options)
     if isinstance(reference, str):
         if reference not in REFERENCES:
-            raise ValueError(f"reference must be 'first', 'mean', None or a params pytree, got {reference!r}")
+            raise ValueError(f"reference must be 'first', 'mean', 'unaligned_mean', None or a params pytree, got {reference!r}")
     elif reference is not None:
         permutation.check_params(reference, "reference")
     if isinstance(reference, str) and reference == "mean":
@@ -206,7 +226,7 @@ def q_rebasin(
         if reference in (None, "first"):
             ref = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[0]), samples)
         elif isinstance(reference, str):  # "unaligned_mean"
-            ref = moments(samples, ddof=ddof, chunk_size=chunk_size).mean
+            ref = _moments(samples, sizes, num, ddof, None, chunk_size).mean
         else:
             ref = reference
         perms = [np.array(p, np.int32) for p in rebasin.align_many(ref, samples, **common)]
@@ -216,7 +236,7 @@ def q_rebasin(
             for p in perms:
                 p[0] = np.arange(p.shape[1], dtype=np.int32)
     perms = [np.asarray(p, np.int32) for p in perms]
-    q = moments(samples, ddof=ddof, perms=perms, chunk_size=chunk_size)
+    q = _moments(samples, sizes, num, ddof, perms, chunk_size)  # rebasin's own perms need no check
     if ref is None:
         ref = q.mean
     nots = np.sum([np.asarray(permutation.count_transpositions_many(p)) for p in perms], axis=0).astype(np.int64)
@@ -326,13 +346,12 @@ def low_rank_gaussian(samples: mlp.Params, perms: Sequence | None = None) -> Low
     hidden layer, e.g. ``q_rebasin``'s) align the networks first. Holds S x num_params floats: for
     ensembles, not for 1,000 HMC samples.
     """
-    flat = np.asarray(ravel_stack(samples, perms), np.float64)
-    num = flat.shape[0]
+    sizes, num, perms = _check_stack(samples, perms, DEFAULT_CHUNK_SIZE)
     if num < 2:
         raise ValueError(f"a sample covariance needs at least 2 networks, got {num}")
+    flat = np.asarray(_ravel_stack(samples, num, perms, DEFAULT_CHUNK_SIZE), np.float64)
     mean = flat.mean(axis=0)
     factor = ((flat - mean) / np.sqrt(num - 1)).T.astype(np.float32)
-    sizes = permutation.check_params(samples, "samples", batch_ndim=1)
     return LowRankGaussian(mlp.unravel(jnp.asarray(mean, jnp.float32), sizes), factor)
 
 
