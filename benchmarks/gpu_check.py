@@ -55,7 +55,6 @@ if WITHOUT_FLAG not in sys.argv:
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 import numpyro  # noqa: E402
 
 from compactbnn import cost, data, ensemble, hmc, mlp, rebasin, train, vi  # noqa: E402

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from compactbnn import claims, paper
+from compactbnn import claims, claims_report, paper, reproduction
 
 THRESHOLDS = {
     "not_tracking_tolerance": 2.0, "not_recovery_tolerance": 0.5, "barrier_rank_correlation": 0.8,
@@ -737,7 +737,7 @@ def test_to_json_counts_passed_failed_skipped():
     break_merged(tables)
     break_rhat(tables)
     checked = run_claims(tables, skip={"ridge_before_rebasin", "rhat_drops_after_alignment"})
-    report = json.loads(claims.to_json(checked))
+    report = json.loads(claims_report.to_json(checked))
     total = len(claims.CLAIM_IDS)
     # break_merged breaks both merged-curve claims
     assert (report["passed"], report["failed"], report["skipped"]) == (total - 4, 2, 2)
@@ -753,7 +753,7 @@ def test_to_markdown_marks_failures_and_skips():
     tables = paper_tables()
     break_merged(tables)
     checked = run_claims(tables, skip={"ridge_before_rebasin"})
-    text = claims.to_markdown(checked, "unit")
+    text = claims_report.to_markdown(checked, "unit")
     total = len(claims.CLAIM_IDS)
     assert text.startswith("# Claims check: unit")
     # break_merged breaks both merged-curve claims
@@ -768,7 +768,7 @@ def test_to_markdown_marks_failures_and_skips():
 
 
 def test_to_markdown_without_skips_has_no_skip_note():
-    text = claims.to_markdown(run_claims(paper_tables()), "unit")
+    text = claims_report.to_markdown(run_claims(paper_tables()), "unit")
     total = len(claims.CLAIM_IDS)
     assert f"{total} of {total} checked claims hold in this run." in text
     assert "FAIL" not in text and "skipped" not in text
@@ -776,7 +776,7 @@ def test_to_markdown_without_skips_has_no_skip_note():
 
 def test_to_markdown_rows_keep_their_columns():
     # "|NoT' - NoT|" in a statement must not split its row into extra cells
-    text = claims.to_markdown(run_claims(paper_tables()), "unit", reproduce(count=False))
+    text = claims_report.to_markdown(run_claims(paper_tables()), "unit", reproduce(count=False))
     rows = [line for line in text.splitlines() if line.startswith("|")]
     cells = {len(re.split(r"(?<!\\)\|", line)) for line in rows if line.count("|") > 7}
     assert cells == {8, 9}  # claims: 6 columns, reproduction: 7 (plus the two outer empty strings)
@@ -828,7 +828,7 @@ def test_config_thresholds_hold_on_the_papers_numbers(preset):
     checked = run_claims(paper_tables(), thresholds=thresholds, skip=set(thresholds["skip"]))
     assert [c.id for c in checked if c.passed is False] == []
     assert thresholds["reproduction"]["count"] is (preset is None)  # counted at the paper's scale only
-    claims.reproduction(paper_scale_not_table(), interpolation_table(), metrics_table(), sigma_table(),
+    reproduction.reproduction(paper_scale_not_table(), interpolation_table(), metrics_table(), sigma_table(),
                         paper_pruning_table(), tolerances=thresholds["reproduction"]["tolerances"], barrier="max",
                         split="train", count=thresholds["reproduction"]["count"])
 
@@ -843,7 +843,7 @@ def test_claim_ids_import_without_jax():
 
 def reproduce(not_table=None, interpolation=None, metrics=None, sigma=None, pruning=None, *, count=True,
               tolerances=TOLERANCES, barrier="max"):
-    return claims.reproduction(
+    return reproduction.reproduction(
         paper_scale_not_table() if not_table is None else not_table,
         interpolation_table() if interpolation is None else interpolation,
         metrics_table() if metrics is None else metrics, sigma_table() if sigma is None else sigma,
@@ -851,7 +851,7 @@ def reproduce(not_table=None, interpolation=None, metrics=None, sigma=None, prun
         tolerances=tolerances, barrier=barrier, split="train", count=count)
 
 
-def rows_by_id(rows) -> dict[str, claims.Reproduced]:
+def rows_by_id(rows) -> dict[str, reproduction.Reproduced]:
     return {r.id: r for r in rows}
 
 
@@ -893,7 +893,7 @@ def test_reproduction_fails_where_the_numbers_differ(row_id, table, change):
     change(tables[table])
     rows = reproduce(tables["not"], tables["interpolation"], tables["metrics"], tables["sigma"], tables["pruning"])
     assert rows_by_id(rows)[row_id].within is False
-    report = json.loads(claims.to_json(run_claims(paper_tables()), rows))
+    report = json.loads(claims_report.to_json(run_claims(paper_tables()), rows))
     assert report["failed"] == report["reproduction"]["outside"] >= 1  # counted: the claims all hold
 
 
@@ -948,11 +948,11 @@ def test_reproduction_shown_not_counted_leaves_the_verdict_alone():
     counted = reproduce(tables["not"], metrics=tables["metrics"], count=True)
     checked = run_claims(paper_tables())
     total = len(claims.CLAIM_IDS)
-    shown_report, counted_report = json.loads(claims.to_json(checked, shown)), json.loads(claims.to_json(checked, counted))
+    shown_report, counted_report = json.loads(claims_report.to_json(checked, shown)), json.loads(claims_report.to_json(checked, counted))
     assert (shown_report["passed"], shown_report["failed"]) == (total, 0)
     assert shown_report["reproduction"]["counted"] is False and shown_report["reproduction"]["outside"] == 7
     assert (counted_report["passed"], counted_report["failed"]) == (total + len(counted) - 7, 7)
-    shown_text, counted_text = claims.to_markdown(checked, "unit", shown), claims.to_markdown(checked, "unit", counted)
+    shown_text, counted_text = claims_report.to_markdown(checked, "unit", shown), claims_report.to_markdown(checked, "unit", counted)
     assert f"{total} of {total} checked claims hold in this run." in shown_text
     assert "Shown for comparison, not counted" in shown_text and "**outside**" not in shown_text
     assert f"{len(counted) - 7} of {len(counted)} of the paper's printed numbers" in counted_text
@@ -961,12 +961,12 @@ def test_reproduction_shown_not_counted_leaves_the_verdict_alone():
 
 def test_reproduction_csv_and_json_hold_every_row():
     rows = reproduce(count=False)
-    table = pd.read_csv(io.StringIO(claims.reproduction_csv(rows)))
+    table = pd.read_csv(io.StringIO(claims_report.reproduction_csv(rows)))
     assert table["id"].tolist() == [r.id for r in rows]
     assert table.loc[table["id"] == "table1.vi.q.tv", "printed"].iloc[0] == "0.0235"
-    text = claims.to_markdown([], "unit", rows)
+    text = claims_report.to_markdown([], "unit", rows)
     assert "| +-15 % |" in text and "| +-0.03 |" in text  # distances relative, barriers absolute
-    report = json.loads(claims.to_json([], rows))
+    report = json.loads(claims_report.to_json([], rows))
     assert len(report["reproduction"]["rows"]) == len(rows) and report["reproduction"]["within"] == len(rows)
 
 

@@ -7,7 +7,6 @@ import os
 import sys
 
 import pytest
-import yaml
 
 from conftest import REPO, copy_workflow, snakemake
 

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 from common import start
 
-from compactbnn import claims
+from compactbnn import claims, claims_report, reproduction
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)
@@ -23,15 +23,15 @@ checked = [
     *claims.rhat_claims(rhat, skip),
     *claims.weight_space_claims(pd.read_csv(weight_space) if weight_space else None, thresholds, skip),
 ]
-reproduced = claims.reproduction(
+reproduced = reproduction.reproduction(
     tables["not_experiment"], tables["interpolation"], tables["metrics"], tables["sigma"], tables["pruning"],
     tolerances=thresholds["reproduction"]["tolerances"], barrier=sm.params.barrier, split=sm.params.split,
     count=thresholds["reproduction"]["count"])
 with open(sm.output.json, "w") as handle:
-    handle.write(claims.to_json(checked, reproduced))
+    handle.write(claims_report.to_json(checked, reproduced))
 with open(sm.output.reproduction, "w") as handle:
-    handle.write(claims.reproduction_csv(reproduced))
-markdown = claims.to_markdown(checked, sm.params.name, reproduced)
+    handle.write(claims_report.reproduction_csv(reproduced))
+markdown = claims_report.to_markdown(checked, sm.params.name, reproduced)
 with open(sm.output.md, "w") as handle:
     handle.write(markdown)
 log.info("%s", markdown)

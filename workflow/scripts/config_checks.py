@@ -19,7 +19,6 @@ import ast
 import difflib
 import math
 import os
-import re
 import sys
 from pathlib import Path
 
