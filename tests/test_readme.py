@@ -126,24 +126,28 @@ def test_report_holds_the_workflow_figures_tables_claims_and_data(smoke_workdir)
     archive = zipfile.ZipFile(report)
     names = archive.namelist()
     files = {name.rsplit("/", 1)[-1] for name in names if "/raw/" in name}  # report/data/raw/<hash>/<file>
-    wanted = {"figure1.png", "figure2.png", "figure3.png", "table1.html", "table1.csv", "table1.md", "table1.tex",
+    wanted = {"figure1.png", "figure2.png", "figure3.png", "figure4.png", "table1.html", "table1.csv", "table1.md", "table1.tex",
               "claims.md", "claims.html", "not_experiment.csv", "interpolation.csv", "posterior_metrics.csv",
-              "pruning.csv", "sigma.csv", "sigma_values.csv.gz"}
+              "pruning.csv", "sigma.csv", "sigma_values.csv.gz", "weight_space.csv", "weight_space_values.csv.gz"}
     assert wanted <= files, sorted(wanted - files)
     (page,) = [name for name in names if name.endswith("report.html")]
     html = archive.read(page).decode()
     # the front page's workflow description, rendered for this config, and every caption
     assert "Experiment A" in html and "This report reproduces every figure and table" in html
     assert "for the configuration" in html and "smoke" in html
-    for name in ("figure1", "figure2", "figure3", "table1", "claims", "data_not_experiment", "data_interpolation",
-                 "data_posterior_metrics", "data_pruning", "data_sigma", "data_sigma_values"):
+    for name in ("figure1", "figure2", "figure3", "figure4", "table1", "claims", "data_not_experiment",
+                 "data_interpolation", "data_posterior_metrics", "data_pruning", "data_sigma", "data_sigma_values",
+                 "data_weight_space", "data_weight_space_values"):
         first_words = " ".join((REPO / "workflow" / "report" / f"{name}.rst").read_text().split()[:3])
         assert first_words in html, (name, first_words)
     # Table 1 is HTML, shown inline, with the paper's printed values beside ours
     (table,) = [name for name in names if name.endswith("/table1.html")]
     assert "<table" in archive.read(table).decode() and "(0.8249)" in archive.read(table).decode()
     (claims,) = [name for name in names if name.endswith("/claims.html")]
-    assert "<table" in archive.read(claims).decode() and "checked claims hold in this run" in archive.read(claims).decode()
+    claims_page = archive.read(claims).decode()
+    assert "<table" in claims_page and "checked claims hold in this run" in claims_page
+    assert "The paper&#x27;s printed numbers beside this run&#x27;s" in claims_page or \
+        "The paper's printed numbers beside this run's" in claims_page
 
 
 @pytest.mark.slow
