@@ -254,6 +254,18 @@ def test_analyse_not_run_trained_and_control_pairs(small):
     np.testing.assert_array_equal(init_rows["not_measured"], levels)
 
 
+def test_analyse_not_run_takes_the_shared_first_network_stacked_or_not(not_run, small):
+    """train_not_run stores the first networks as a stack: of 1 (shared W_init) or of L (independent pairs)."""
+    options = dict(x_match=None, splits={"train": (small["x"], small["y"])}, split="train",
+                   lambdas=experiments.lambda_grid(3), method="weight")
+    init = not_run["init"]
+    plain = analyse(init, init, not_run["permuted"], not_run["perms"], **options)
+    stacked = analyse(mlp.stack_one(init), mlp.stack_one(init), not_run["permuted"], not_run["perms"], **options)
+    pd.testing.assert_frame_equal(plain, stacked)
+    with pytest.raises(ValueError, match="a stack of 2"):
+        analyse(mlp.repeat(init, 2), init, not_run["permuted"], not_run["perms"], **options)
+
+
 def test_analyse_not_run_midpoint_is_nan_without_half(not_run, small):
     table = analyse(not_run["init"], not_run["init"], not_run["permuted"], not_run["perms"],
                     x_match=None, splits={"train": (small["x"], small["y"])}, split="train",

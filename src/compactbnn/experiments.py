@@ -71,8 +71,15 @@ def permuted_initialisations(key: jax.Array, layer_sizes: Sequence[int], levels:
 
 
 def _as_stack(params: mlp.Params, num_models: int) -> mlp.Params:
-    """``params`` if it is already a stack of ``num_models`` networks, else that many copies of it."""
-    return params if np.ndim(params[0]["bias"]) == 2 else mlp.repeat(params, num_models)
+    """``params`` as a stack of ``num_models`` networks: one network, unstacked or a stack of 1, is repeated."""
+    if np.ndim(params[0]["bias"]) == 2:
+        count = np.shape(params[0]["bias"])[0]
+        if count == num_models:
+            return params
+        if count != 1:
+            raise ValueError(f"expected one network or a stack of {num_models}, got a stack of {count}")
+        params = jax.tree_util.tree_map(lambda leaf: leaf[0], params)
+    return mlp.repeat(params, num_models)
 
 
 def analyse_not_run(
@@ -91,8 +98,8 @@ def analyse_not_run(
 ) -> pd.DataFrame:
     """One run of Experiment A: one row per (curve, level) with NoT, distances, barriers and the pair's own metrics.
 
-    ``init``/``trained`` are the first network before and after training: one network (no model
-    axis) shared by all levels, or one per level (stacked, the authors' independent pairs),
+    ``init``/``trained`` are the first network before and after training: one network shared by
+    all levels (unstacked, or a stack of 1), or one per level (stacked, the authors' independent pairs),
     ``trained_permuted`` the L trained copies (stacked) that started at ``P_k init``, ``perms`` the
     known P: one (L, n_l) array per hidden layer. ``splits`` maps split names to (x, y), e.g.
     ``{"train": ..., "test": ...}``; ``split`` names the one behind ``barrier``.

@@ -13,12 +13,10 @@ trained, saved = io.load_networks(sm.input.networks)
 sizes = mlp.layer_sizes_of(jax.tree_util.tree_map(lambda leaf: leaf[0], trained))
 perms = [saved[f"perm{layer}"] for layer in range(len(sizes) - 2)]
 # train_not_run stores the F first networks ahead of the L permuted ones: F = L (independent pairs) or 1 (shared W_init)
-inits = saved["init"].reshape(-1, saved["init"].shape[-1])
-num_first = len(inits)
-unstack = (lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[0], tree)) if num_first == 1 else (lambda tree: tree)
+num_first = saved["init"].shape[0]
 table = experiments.analyse_not_run(
-    unstack(mlp.unravel(inits, sizes)),
-    unstack(jax.tree_util.tree_map(lambda leaf: leaf[:num_first], trained)),
+    mlp.unravel(saved["init"], sizes),
+    jax.tree_util.tree_map(lambda leaf: leaf[:num_first], trained),
     jax.tree_util.tree_map(lambda leaf: leaf[num_first:], trained),
     perms,
     x_match=first(arrays["x_train"], cfg["match_size"]),
