@@ -4,7 +4,6 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from snakemake.settings.types import DeploymentMethod
 
@@ -54,22 +53,29 @@ def config_hash(section):
     return hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def hmc_checkpoint(wildcards):
-    """A chain's checkpoint directory, keyed by what its samples depend on: a changed config never resumes a stale chain."""
-    depends_on = [
+# The hash of what a chain's samples depend on: it names the chains' checkpoints and is recorded in
+# their diagnostics.json, so a changed config never resumes, nor silently keeps, a stale chain.
+HMC_SAMPLING_CONFIG = config_hash(
+    [
         config["data"],
         config["model"],
         HMC_SAMPLING,
         config["posterior"]["prior_sd"],
         config["matmul_precision"],
     ]
-    return f"{R}/hmc/chain{wildcards.chain}/checkpoint-{config_hash(depends_on)}"
+)
+
+
+def hmc_checkpoint(wildcards):
+    """A chain's checkpoint directory, keyed by HMC_SAMPLING_CONFIG."""
+    return f"{R}/hmc/chain{wildcards.chain}/checkpoint-{HMC_SAMPLING_CONFIG}"
 
 
 # Checkpoints of earlier configs (changed, or failed and abandoned) are never resumed: say where they are.
 if workflow.is_main_process:
-    _current = Path(hmc_checkpoint(SimpleNamespace(chain=0))).name
-    _note = config_checks.stale_checkpoints_note(f"{R}/hmc", _current)
+    _note = config_checks.stale_checkpoints_note(
+        f"{R}/hmc", f"checkpoint-{HMC_SAMPLING_CONFIG}"
+    )
     if _note:
         print(_note, file=sys.stderr)
 
@@ -99,13 +105,6 @@ def hmc_chains():
     return range(config["posterior"]["hmc"]["chains"])
 
 
-def hmc_sampling_config(wildcards=None):
-    """The hash of what a chain's samples depend on (its checkpoint directory's suffix), recorded in diagnostics.json."""
-    return Path(hmc_checkpoint(SimpleNamespace(chain=0))).name.removeprefix(
-        "checkpoint-"
-    )
-
-
 def chains_sampled_under_another_config():
     """The samples of this config's chains that were drawn under another sampling config (diagnostics.json records it)."""
     stale = []
@@ -117,7 +116,7 @@ def chains_sampled_under_another_config():
             continue
         if (folder / "samples.npz").exists() and recorded.get(
             "sampling_config"
-        ) not in (None, hmc_sampling_config()):
+        ) not in (None, HMC_SAMPLING_CONFIG):
             stale.append(f"{folder}/samples.npz")
     return stale
 

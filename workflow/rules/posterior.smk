@@ -30,7 +30,7 @@ rule hmc_chain:
         prior_sd=config["posterior"]["prior_sd"],
         matmul_precision=config["matmul_precision"],
         checkpoint=hmc_checkpoint,
-        sampling_config=hmc_sampling_config,
+        sampling_config=HMC_SAMPLING_CONFIG,
     script:
         "../scripts/hmc_chain.py"
 
