@@ -11,7 +11,8 @@ log = start(sm)
 cfg = sm.params.compact
 arrays = load_data(sm.params.data)
 x, y = arrays["x_test"], arrays["y_test"]
-gaussians = {name: compact.load_compact(sm.input[stem]).q for name, stem in GAUSSIAN_INPUTS.items()}
+compacts = {name: compact.load_compact(sm.input[stem]) for name, stem in GAUSSIAN_INPUTS.items()}
+gaussians = {name: result.q for name, result in compacts.items()}
 # Every sigma itself (Figure 3 bins them in its notebook, so a new bin count reruns only the figure),
 # gzip without a timestamp so that equal sigmas give equal files; and, for the claims, histograms
 # on bins of prior_sd / CLAIMS_BINS_PER_PRIOR_SD, a binning that the plot's bin count does not move.
@@ -22,7 +23,7 @@ experiments.sigma_histograms(sigma, bin_width=sm.params.prior_sd / CLAIMS_BINS_P
 samples, _ = load_hmc_samples(sm.input.hmc)
 members, _ = io.load_networks(sm.input.ensemble)
 # the authors' low-rank Gaussian of the ensemble, aligned as for its q_r
-low_rank = compact.low_rank_gaussian(members, compact.load_compact(sm.input.ensemble_q_r).perms)
+low_rank = compact.low_rank_gaussian(members, compacts["ensemble", "q_r"].perms)
 table = experiments.posterior_table(jax.random.key(cfg["seed"]), samples, members, gaussians, x, y,
                                     num_q_samples=cfg["q_samples"], low_rank=low_rank)
 table.to_csv(sm.output.table, index=False)
