@@ -84,7 +84,7 @@ def random_not_sd(widths: int | Sequence[int]) -> float:
 # ---------------------------------------------------------------------------------------------
 # Experiment A: Figure 2 a-c
 
-def _level_means(table: pd.DataFrame, curve: str, column: str) -> pd.Series:
+def level_means(table: pd.DataFrame, curve: str, column: str) -> pd.Series:
     """Mean over runs of one column of one curve, indexed by NoT level."""
     return table[table["curve"] == curve].groupby("not_init")[column].mean()
 
@@ -104,16 +104,16 @@ def not_experiment_claims(table: pd.DataFrame, thresholds: Mapping, barrier: str
     level far off the diagonal fails the claim however well the others track.
     """
     column = "barrier" if barrier == "max" else "barrier_midpoint"
-    trained_not = _level_means(table, "trained", "not_measured")
-    init_not = _level_means(table, "init", "not_measured")
+    trained_not = level_means(table, "trained", "not_measured")
+    init_not = level_means(table, "init", "not_measured")
     levels = trained_not.index.to_numpy()
     upper = levels >= np.median(levels)
-    trained_barrier = _level_means(table, "trained", column)
-    control_barrier = _level_means(table, "control", column)
-    init_barrier = _level_means(table, "init", column)
-    trained_distance = _level_means(table, "trained", "distance")
-    control_distance = _level_means(table, "control", "distance")
-    init_distance = _level_means(table, "init", "distance")
+    trained_barrier = level_means(table, "trained", column)
+    control_barrier = level_means(table, "control", column)
+    init_barrier = level_means(table, "init", column)
+    trained_distance = level_means(table, "trained", "distance")
+    control_distance = level_means(table, "control", "distance")
+    init_distance = level_means(table, "init", "distance")
     rho = spearmanr(levels, trained_barrier.to_numpy()).statistic if len(levels) > 2 else np.nan
     upper_trained = trained_barrier.to_numpy()[upper].mean()
     tracking, tracking_level = _largest_deviation(trained_not)
@@ -146,7 +146,7 @@ def not_experiment_claims(table: pd.DataFrame, thresholds: Mapping, barrier: str
 # ---------------------------------------------------------------------------------------------
 # Experiment B: Figure 1 and Figure 2 d
 
-def _grid(table: pd.DataFrame, split: str, rebasin: str, column: str) -> pd.DataFrame:
+def interpolation_grid(table: pd.DataFrame, split: str, rebasin: str, column: str) -> pd.DataFrame:
     """One column of interpolation.csv as an (epoch x lambda) grid, for one split and one side of rebasin."""
     part = table[(table["split"] == split) & (table["rebasin"] == rebasin)]
     if part.empty:
@@ -155,7 +155,7 @@ def _grid(table: pd.DataFrame, split: str, rebasin: str, column: str) -> pd.Data
     return grid.sort_index(axis=1)
 
 
-def _nearest(values, target: float):
+def nearest_value(values, target: float):
     values = np.asarray(values)
     return values[int(np.argmin(np.abs(values - target)))]
 
@@ -179,8 +179,8 @@ def interpolation_claims(table: pd.DataFrame, thresholds: Mapping, hidden: int |
 
     ``hidden``: the hidden widths (NoT is summed over hidden layers).
     """
-    loss_before, loss_after = (_grid(table, split, when, "loss") for when in ("before", "after"))
-    not_before, not_after = (_grid(table, split, when, "not_to_w0") for when in ("before", "after"))
+    loss_before, loss_after = (interpolation_grid(table, split, when, "loss") for when in ("before", "after"))
+    not_before, not_after = (interpolation_grid(table, split, when, "not_to_w0") for when in ("before", "after"))
     return [*_ridge_claims(loss_before, loss_after, thresholds, skip),
             *_not_path_claims(not_before, not_after, thresholds, hidden, skip)]
 
@@ -193,7 +193,7 @@ def _ridge_claims(loss_before: pd.DataFrame, loss_after: pd.DataFrame, threshold
     if len(excess_before):
         share = float(np.mean(excess_before.to_numpy() > margin))
         after_ratio = _ratio(excess_after.max(), excess_before.mean())
-        middle = _nearest(loss_before.columns.to_numpy(dtype=float), 0.5)
+        middle = nearest_value(loss_before.columns.to_numpy(dtype=float), 0.5)
         ridge_detail = (f"lambda {middle:g} vs the ends; excess at epochs {excess_before.index.min()}..{excess_before.index.max()}: "
                         f"smallest {excess_before.min():.4g} (epoch {excess_before.idxmin()}), last {excess_before.iloc[-1]:.4g}")
         after_detail = (f"largest after {excess_after.max():.4g} (epoch {excess_after.idxmax()}), "
@@ -249,20 +249,20 @@ def _not_path_claims(not_before: pd.DataFrame, not_after: pd.DataFrame, threshol
 # ---------------------------------------------------------------------------------------------
 # Experiment C: Table 1 and Figure 3
 
-def _metric(metrics: pd.DataFrame, method: str, representation: str, column: str) -> float:
+def table1_value(metrics: pd.DataFrame, method: str, representation: str, column: str) -> float:
     rows = metrics.loc[(metrics["method"] == method) & (metrics["representation"] == representation), column]
     return float(rows.iloc[0]) if len(rows) else float("nan")
 
 
-def _sigma_row(sigma: pd.DataFrame, method: str, representation: str) -> pd.DataFrame:
+def sigma_part(sigma: pd.DataFrame, method: str, representation: str) -> pd.DataFrame:
     return sigma[(sigma["method"] == method) & (sigma["representation"] == representation)]
 
 
 def posterior_claims(metrics: pd.DataFrame, sigma: pd.DataFrame, pruning: pd.DataFrame, thresholds: Mapping,
                      prior_sd: float, skip=()) -> list[Claim]:
     """Table 1 and Figure 3; the q_r-over-q_d gains must reach the margins of ``thresholds["q_r_gain"]``."""
-    value = lambda method, representation, column: _metric(metrics, method, representation, column)  # noqa: E731
-    sigma_tail = lambda method, representation: float(_sigma_row(sigma, method, representation)["p99"].iloc[0])  # noqa: E731
+    value = lambda method, representation, column: table1_value(metrics, method, representation, column)  # noqa: E731
+    sigma_tail = lambda method, representation: float(sigma_part(sigma, method, representation)["p99"].iloc[0])  # noqa: E731
     claims = []
     for method, name in (("hmc", "HMC"), ("ensemble", "ensemble")):
         gain = thresholds["q_r_gain"][method]
@@ -287,7 +287,7 @@ def posterior_claims(metrics: pd.DataFrame, sigma: pd.DataFrame, pruning: pd.Dat
                          "the merged curve beats HMC's own (HMC mu_r pruned by HMC sigma_r): mean accuracy gain below 100 % retained",
                          "Figure 3 right", curves["merged"] - curves["hmc_mu_r"], ">", thresholds["merged_gain"]["hmc"], skip))
     for method, representation, name in (("hmc", "q_r", "HMC"), ("vi", "q", "VI")):
-        part = _sigma_row(sigma, method, representation)
+        part = sigma_part(sigma, method, representation)
         centres = 0.5 * (part["bin_left"] + part["bin_right"])
         near_prior = part.loc[(centres >= 0.8 * prior_sd) & (centres <= 1.2 * prior_sd), "count"].sum() / part["count"].sum()
         claims.append(_claim(f"{method}_prior_level_sigma",

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from compactbnn import paper
-from compactbnn.claims import _metric, _level_means, _grid, _nearest, _sigma_row
+from compactbnn.claims import table1_value, level_means, interpolation_grid, nearest_value, sigma_part
 
 
 TOLERANCE_KEYS = ("agreement", "tv", "accuracy", "pruning", "sigma", "distance", "barrier", "loss", "transpositions")
@@ -65,7 +65,7 @@ def _table1_rows(metrics: pd.DataFrame, tolerances: Mapping) -> list[Reproduced]
         for (column, name, group, scale), value in zip(columns, printed):
             if value is None:  # N/A in the paper
                 continue
-            ours = scale * _metric(metrics, method, representation, column)
+            ours = scale * table1_value(metrics, method, representation, column)
             rows.append(_reproduced(f"table1.{method}.{representation}.{column}", f"{method} {representation}: {name}",
                                     "Table 1", value, ours, "", tolerances, group, approximate=False))
     return rows
@@ -86,18 +86,18 @@ def _pruning_rows(pruning: pd.DataFrame, tolerances: Mapping) -> list[Reproduced
 def _sigma_rows(sigma: pd.DataFrame, tolerances: Mapping) -> list[Reproduced]:
     rows = []
     for (method, representation), value in paper.SIGMA_MAX.items():
-        part = _sigma_row(sigma, method, representation)
+        part = sigma_part(sigma, method, representation)
         rows.append(_reproduced(f"sigma.{method}.{representation}.max", f"{method} sigma of {representation}: largest",
                                 "Figure 3 left", value, part["max"].iloc[0], "", tolerances, "sigma"))
     for (method, representation), value in paper.SIGMA_MIN.items():
-        part = _sigma_row(sigma, method, representation)
+        part = sigma_part(sigma, method, representation)
         lowest = part.loc[part["count"] > 0, "bin_left"].min()
         width = float((part["bin_right"] - part["bin_left"]).iloc[0])
         rows.append(_reproduced(f"sigma.{method}.{representation}.min", f"{method} sigma of {representation}: smallest",
                                 "Figure 3 left", value, lowest, f"left edge of the lowest non-empty bin (width {width:.3g})",
                                 tolerances, "sigma"))
     for (method, representation), value in paper.SIGMA_MODE.items():
-        part = _sigma_row(sigma, method, representation)
+        part = sigma_part(sigma, method, representation)
         fullest = part.loc[part["count"].idxmax()]
         rows.append(_reproduced(f"sigma.{method}.{representation}.mode", f"{method} sigma of {representation}: histogram peak",
                                 "Figure 3 left", value, 0.5 * (fullest["bin_left"] + fullest["bin_right"]),
@@ -110,7 +110,7 @@ def _at_level(means: pd.Series, level: int) -> tuple[float | None, str]:
     levels = means.index.to_numpy()
     if level < levels.min() or level > levels.max():
         return None, f"not at this scale: levels {levels.min()}..{levels.max()}"
-    nearest = int(_nearest(levels, level))
+    nearest = int(nearest_value(levels, level))
     return float(means[nearest]), f"NoT {nearest}" + ("" if nearest == level else f" (nearest to {level})")
 
 
@@ -127,7 +127,7 @@ def _figure2_rows(table: pd.DataFrame, barrier: str, tolerances: Mapping) -> lis
     kind = "max over lambda" if barrier == "max" else "at lambda 0.5"
     rows = []
     for curve, values in paper.DISTANCE.items():
-        means = _level_means(table, curve, "distance")
+        means = level_means(table, curve, "distance")
         for level, value in zip(paper.NOT_LEVELS, values):
             ours, at = _at_level(means, level)
             rows.append(_reproduced(f"figure2b.{curve}.{level}", f"{curve}: squared distance at NoT {level}", "Figure 2b",
@@ -135,10 +135,10 @@ def _figure2_rows(table: pd.DataFrame, barrier: str, tolerances: Mapping) -> lis
         ours, at = _saturated(means)
         rows.append(_reproduced(f"figure2b.{curve}.saturation", f"{curve}: squared distance, saturation", "Figure 2b",
                                 paper.DISTANCE_SATURATION[curve], ours, at, tolerances, "distance"))
-    control = _level_means(table, "control", "distance")
+    control = level_means(table, "control", "distance")
     rows.append(_reproduced("figure2b.control", "control: squared distance", "Figure 2b", paper.CONTROL_DISTANCE,
                             control.mean(), "mean over levels", tolerances, "distance"))
-    trained = _level_means(table, "trained", column)
+    trained = level_means(table, "trained", column)
     for level, value in paper.BARRIER_TRAINED.items():
         ours, at = _at_level(trained, level)
         rows.append(_reproduced(f"figure2c.trained.{level}", f"trained: loss barrier ({kind}) at NoT {level}", "Figure 2c",
@@ -150,14 +150,14 @@ def _figure2_rows(table: pd.DataFrame, barrier: str, tolerances: Mapping) -> lis
     rows.append(_reproduced("figure2c.trained.plateau", f"trained: loss barrier ({kind}), plateau", "Figure 2c",
                             paper.BARRIER_PLATEAU, ours, at, tolerances, "barrier"))
     for curve in ("init", "control"):
-        means = _level_means(table, curve, column)
+        means = level_means(table, curve, column)
         rows.append(_reproduced(f"figure2c.{curve}", f"{curve}: largest loss barrier ({kind})", "Figure 2c",
                                 paper.BARRIER_CONTROLS, means.max(), f"NoT {means.idxmax()}", tolerances, "barrier"))
     return rows
 
 
 def _interpolation_rows(table: pd.DataFrame, split: str, tolerances: Mapping) -> list[Reproduced]:
-    not_before, not_after = (_grid(table, split, when, "not_to_w0") for when in ("before", "after"))
+    not_before, not_after = (interpolation_grid(table, split, when, "not_to_w0") for when in ("before", "after"))
     lambdas = not_before.columns.to_numpy(dtype=float)
     small = lambdas[(lambdas > 0) & (lambdas <= paper.NOT_PATH_ZERO_UP_TO + 1e-9)]
     top, from_lambda = paper.NOT_PATH_TOP
@@ -173,7 +173,7 @@ def _interpolation_rows(table: pd.DataFrame, split: str, tolerances: Mapping) ->
         _reproduced("figure2d.after", "NoT(W_lambda, W_0) after rebasin: largest", "Figure 2d", paper.NOT_PATH_AFTER,
                     not_after.to_numpy().max(), "every lambda and epoch", tolerances, "transpositions"),
     ]
-    loss_before, loss_after = (_grid(table, split, when, "loss") for when in ("before", "after"))
+    loss_before, loss_after = (interpolation_grid(table, split, when, "loss") for when in ("before", "after"))
     middle = loss_before.columns[int(np.argmin(np.abs(lambdas - 0.5)))]
     last = loss_before.index.max()
     first = 1 if 1 in loss_before.index else None
