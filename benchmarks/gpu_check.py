@@ -2,7 +2,7 @@
 
 Writes one JSON file (``--out``, default ``gpu_check.json``) with:
 
-* ``hmc``: for each gradient precision (float32, tf32, bfloat16; ``compactbnn.mixed_hmc``): ms
+* ``hmc``: for each gradient precision (float32, tf32, bfloat16; ``compactbnn.inference.hmc.mixed_precision``): ms
   per leapfrog step of the workflow's HMC chunk and ms per bare gradient with the same matmuls,
   their ratio, the acceptance rate of the first ``--hmc-iterations`` iterations from the
   PyTorch-default init (step 1e-3, 500 leapfrog steps: the paper's), and the relative error of
@@ -17,14 +17,14 @@ Writes one JSON file (``--out``, default ``gpu_check.json``) with:
   images: samples per second;
 * ``determinism_flag``: ms per bare gradient of each precision with the flag that makes GPU
   reductions deterministic (this process) and without it (a child process), and the slowdown;
-* ``projection``: from those, with ``compactbnn.cost``, the expected seconds of one job of every
+* ``projection``: from those, with ``compactbnn.config.cost``, the expected seconds of one job of every
   rule of the paper preset (config.yaml) and the sum over all its jobs (one device, one job at a
   time, overheads as measured on this repository's CPU figures), HMC for each precision.
 
 Sizes: paper (784-512-10, MNIST 60,000 / 10,000; ``resources/mnist.npz`` must exist), or with
 ``--reduced`` a CPU-sized check (digits 64-32-10, a few iterations) that CI runs in about a
 minute. Every timing except the HMC chunk's is of a second call, after a first one that
-compiles. The determinism flag of mixed-precision HMC (``mixed_hmc.DETERMINISTIC_GPU_FLAG``) is
+compiles. The determinism flag of mixed-precision HMC (``mixed_precision.DETERMINISTIC_GPU_FLAG``) is
 set for the whole process, float32 included (``determinism_flag`` says what it costs).
 
 On the GPU machine (jax 0.11, numpyro 0.21 preinstalled, no package registry), from the checkout:
@@ -47,17 +47,21 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-from compactbnn import mixed_hmc  # noqa: E402
+from compactbnn.inference.hmc import mixed_precision  # noqa: E402
 
 WITHOUT_FLAG = "--without-determinism-flag"  # the child process that times gradients without it
 if WITHOUT_FLAG not in sys.argv:
-    mixed_hmc.set_deterministic_reductions()  # before JAX starts its backends
+    mixed_precision.set_deterministic_reductions()  # before JAX starts its backends
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpyro  # noqa: E402
 
-from compactbnn import cost, data, ensemble, hmc, mlp, rebasin, train, vi  # noqa: E402
+from compactbnn.config import cost  # noqa: E402
+from compactbnn import data, train
+from compactbnn.inference import ensemble, hmc, vi
+from compactbnn.models import mlp
+from compactbnn.symmetry import rebasin
 
 PAPER = {"hidden": 512, "hmc_steps": 500, "hmc_iterations": 20, "gradients": 20, "not_models": 100, "members": 5,
          "align_samples": 16, "eval_models": 16}
@@ -88,11 +92,11 @@ def check_hmc(x, y, sizes, scale):
     # data as arguments, not closed-over constants (XLA would constant-fold the rounding of x)
     exact = mlp.ravel(jax.jit(jax.grad(hmc.potential_energy))(params, xd, yd))
     out = {}
-    for precision in mixed_hmc.GRADIENT_PRECISIONS:
+    for precision in mixed_precision.GRADIENT_PRECISIONS:
         t0 = time.perf_counter()
         m = hmc_benchmark.measure(x, y, sizes, scale["hmc_steps"], scale["hmc_iterations"], scale["gradients"], repeats=1,
                                   precision="highest", gradient_precision=precision, warmup=False, numpyro_gradient=False)
-        product = mixed_hmc.matmul(precision)
+        product = mixed_precision.matmul(precision)
         lowp = mlp.ravel(jax.jit(jax.grad(lambda p, x, y: hmc.potential_energy(p, x, y, 1.0, product)))(params, xd, yd))
         out[precision] = {
             "ms_per_leapfrog": m["ms_per_leapfrog"], "ms_per_gradient": m["ms_per_gradient"], "ratio": m["ratio"],
@@ -111,8 +115,8 @@ def bare_gradients(x, y, sizes, calls):
     params = mlp.init(jax.random.PRNGKey(1), sizes)
     xd, yd = jnp.asarray(x), jnp.asarray(y)
     out = {}
-    for precision in mixed_hmc.GRADIENT_PRECISIONS:
-        product = mixed_hmc.matmul(precision)
+    for precision in mixed_precision.GRADIENT_PRECISIONS:
+        product = mixed_precision.matmul(precision)
         grad = jax.jit(jax.grad(lambda p, x, y: hmc.potential_energy(p, x, y, 1.0, product)))
         jax.block_until_ready(grad(params, xd, yd))
         timings = []
@@ -132,7 +136,7 @@ def check_determinism_flag(x, y, sizes, scale, argv):
     import tempfile
 
     with_flag = bare_gradients(x, y, sizes, scale["gradients"])
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if f != mixed_hmc.DETERMINISTIC_GPU_FLAG]
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if f != mixed_precision.DETERMINISTIC_GPU_FLAG]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "without.json"
         child = subprocess.run([sys.executable, __file__, WITHOUT_FLAG, *argv, "--out", str(out)], capture_output=True, text=True,
@@ -193,7 +197,7 @@ def projection(figures):
     overheads = cpu.get("overhead_s", {})
     counts = cost.job_counts(config)
     out = {"overheads_from": str(CPU_FIGURES.relative_to(REPO)) if overheads else None, "rules": {}, "total_s": {}}
-    for precision in mixed_hmc.GRADIENT_PRECISIONS:
+    for precision in mixed_precision.GRADIENT_PRECISIONS:
         config["posterior"]["hmc"]["gradient_precision"] = precision
         total = 0.0
         for rule, count in counts.items():

@@ -3,7 +3,7 @@
 Each leapfrog step evaluates one gradient of the potential U(theta) = -log prior - log
 likelihood over the whole training set, so a gradient is the floor of a step's cost; the ratio
 ms_per_gradient / ms_per_leapfrog (goal >= 0.9) says how much NumPyro's kernel, the chunk loop
-and the bookkeeping of ``compactbnn.hmc`` add on top.
+and the bookkeeping of ``compactbnn.inference.hmc`` add on top.
 
 * HMC: the compiled chunk that ``hmc.run_chain`` runs (NumPyro's HMC kernel, fixed step size,
   kept-sample buffer and per-iteration traces), timed per call with ``--iterations`` iterations
@@ -24,7 +24,7 @@ reported, and the ratio of the minima as well (robust to other jobs sharing the 
 Each gradient precision (``--gradient-precision``, default all three) is measured in turn: the
 HMC kernel of ``mixed_hmc`` with TF32 or bfloat16 leapfrog gradients against a bare gradient
 with the same matmuls (emulated on CPUs, so there the low precisions cost more, not less). On
-GPUs the process sets ``mixed_hmc.DETERMINISTIC_GPU_FLAG`` for every precision.
+GPUs the process sets ``mixed_precision.DETERMINISTIC_GPU_FLAG`` for every precision.
 
 The last line printed is one JSON object: ``{"small": {precision: {"device", "ms_per_leapfrog",
 "ms_per_gradient", "ratio", ...}}, "paper": null or {precision: {...}}}``.
@@ -44,9 +44,12 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.util import potential_energy as numpyro_potential_energy
 
-from compactbnn import data, hmc, mixed_hmc, mlp
+from compactbnn import data
+from compactbnn.inference import hmc
+from compactbnn.inference.hmc import mixed_precision
+from compactbnn.models import mlp
 
-mixed_hmc.set_deterministic_reductions()  # before JAX starts its backends (GPU reductions for reversibility)
+mixed_precision.set_deterministic_reductions()  # before JAX starts its backends (GPU reductions for reversibility)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,7 +84,7 @@ def measure(x, y, sizes, num_steps, iterations, gradients, repeats, precision, g
         compile_hmc = time.perf_counter() - start
 
         params = mlp.init(jax.random.PRNGKey(1), sizes)
-        product = mixed_hmc.matmul(gradient_precision)
+        product = mixed_precision.matmul(gradient_precision)
         grad = jax.jit(jax.grad(lambda p, x, y: hmc.potential_energy(p, x, y, config.prior_sd, product)))
         model_args = (engine.x_dev, engine.y_dev, tuple(sizes), config.prior_sd)
         grad_numpyro = jax.jit(jax.grad(lambda z, x, y: numpyro_potential_energy(hmc.bnn_model, (x, y) + model_args[2:], {}, z)))
@@ -159,10 +162,10 @@ def main():
     parser.add_argument("--paper-steps", type=int, default=None, help="leapfrog steps per iteration at paper size (default 500 on a GPU, 5 on a CPU)")
     parser.add_argument("--paper-num-train", type=int, default=60000, help="training images at paper size (fewer only to try the script)")
     parser.add_argument("--precision", default="highest", choices=hmc.MATMUL_PRECISIONS)
-    parser.add_argument("--gradient-precision", default="all", choices=("all",) + mixed_hmc.GRADIENT_PRECISIONS,
+    parser.add_argument("--gradient-precision", default="all", choices=("all",) + mixed_precision.GRADIENT_PRECISIONS,
                         help="of the leapfrog gradient (default: each in turn)")
     args = parser.parse_args()
-    precisions = mixed_hmc.GRADIENT_PRECISIONS if args.gradient_precision == "all" else (args.gradient_precision,)
+    precisions = mixed_precision.GRADIENT_PRECISIONS if args.gradient_precision == "all" else (args.gradient_precision,)
 
     mnist = data.load("mnist", REPO / "resources")
     results = {"small": {}, "paper": None}

@@ -34,7 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from compactbnn import data, mlp, rebasin
+from compactbnn import data
+from compactbnn.models import mlp
+from compactbnn.symmetry import rebasin
 
 SIZES = [784, 512, 10]
 

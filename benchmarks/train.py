@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from compactbnn import data, mlp, train
+from compactbnn import data, train
+from compactbnn.models import mlp
 
 
 def bare_loop(config: train.TrainConfig, x, y, num_models: int):

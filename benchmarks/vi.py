@@ -1,6 +1,6 @@
 """Seconds per epoch of mean-field VI through NumPyro's SVI against the hand-written loop it replaced, side by side.
 
-``compactbnn.vi.fit`` runs an epoch as one jitted ``lax.scan`` of NumPyro's ``SVI.update`` on
+``compactbnn.inference.vi.fit`` runs an epoch as one jitted ``lax.scan`` of NumPyro's ``SVI.update`` on
 ``hmc.bnn_model`` with ``vi.mean_field_guide`` and ``TraceMeanField_ELBO``. The reference is the
 loop vi.py held before (commit 8a43eed): the same NELBO (N x mean NLL of one reparameterised
 draw + closed-form KL), the same minibatches (``train.minibatch_indices``) and the same optax
@@ -26,7 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from compactbnn import data, mlp, train, vi
+from compactbnn import data, train
+from compactbnn.models import mlp
+from compactbnn.inference import vi
 
 REPO = Path(__file__).resolve().parents[1]
 

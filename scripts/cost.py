@@ -4,7 +4,7 @@
 
 Takes the config as Snakemake does (config.yaml, then each --configfile over it), asks Snakemake
 for the DAG of all jobs (``--forceall --dag``: the cost from scratch, whatever is cached), and
-prices each job with ``compactbnn.cost`` from the throughput figures of the device:
+prices each job with ``compactbnn.config.cost`` from the throughput figures of the device:
 ``benchmarks/figures/cpu.json`` (measured on this repository's build machine) or
 ``benchmarks/figures/gpu.json`` (``benchmarks/gpu_check.py`` on a GPU; until it exists, the GPU
 cost is "not measured"). The DAG's wall time is a list schedule of the jobs with ``--cores``
@@ -30,7 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from compactbnn import cost  # noqa: E402
+from compactbnn.config import cost  # noqa: E402
 
 FIGURES = {"cpu": REPO / "benchmarks" / "figures" / "cpu.json", "gpu": REPO / "benchmarks" / "figures" / "gpu.json"}
 

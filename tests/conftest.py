@@ -31,7 +31,7 @@ def random_mlp(seed: int, sizes):
     """A PyTorch-default random MLP (no model axis) from an integer seed."""
     import jax
 
-    from compactbnn import mlp
+    from compactbnn.models import mlp
 
     return mlp.init(jax.random.key(seed), sizes)
 

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from compactbnn import claims, claims_report, paper, reproduction
+from compactbnn.paper import claims, report, printed_numbers, reproduction
 
 THRESHOLDS = {
     "not_tracking_tolerance": 2.0, "not_recovery_tolerance": 0.5, "barrier_rank_correlation": 0.8,
@@ -188,9 +188,9 @@ def pruning_table(curves=None, retained=RETAINED) -> pd.DataFrame:
 
 def paper_pruning_table() -> pd.DataFrame:
     """Figure 3 right as printed (accuracies as fractions), plus the ensemble's mu_d curve the paper does not print."""
-    curves = {c: [v / 100 for v in values] for c, values in paper.PRUNING.items()}
-    curves["ensemble_mu_d"] = [0.5] * len(paper.RETAINED_PERCENTS)
-    return pruning_table(curves, list(paper.RETAINED_PERCENTS))
+    curves = {c: [v / 100 for v in values] for c, values in printed_numbers.PRUNING.items()}
+    curves["ensemble_mu_d"] = [0.5] * len(printed_numbers.RETAINED_PERCENTS)
+    return pruning_table(curves, list(printed_numbers.RETAINED_PERCENTS))
 
 
 RHAT = {"before_alignment": {"median": 1.5, "max": 3.0}, "after_alignment": {"median": 1.05, "max": 1.2}}
@@ -737,23 +737,23 @@ def test_to_json_counts_passed_failed_skipped():
     break_merged(tables)
     break_rhat(tables)
     checked = run_claims(tables, skip={"ridge_before_rebasin", "rhat_drops_after_alignment"})
-    report = json.loads(claims_report.to_json(checked))
+    summary = json.loads(report.to_json(checked))
     total = len(claims.CLAIM_IDS)
     # break_merged breaks both merged-curve claims
-    assert (report["passed"], report["failed"], report["skipped"]) == (total - 4, 2, 2)
-    assert [c["id"] for c in report["claims"]] == [c.id for c in checked]
-    merged = next(c for c in report["claims"] if c["id"] == "merged_pruning_beats_ensemble")
+    assert (summary["passed"], summary["failed"], summary["skipped"]) == (total - 4, 2, 2)
+    assert [c["id"] for c in summary["claims"]] == [c.id for c in checked]
+    merged = next(c for c in summary["claims"] if c["id"] == "merged_pruning_beats_ensemble")
     assert merged["passed"] is False and merged["measured"] == pytest.approx(-0.075)
-    rhat = next(c for c in report["claims"] if c["id"] == "rhat_drops_after_alignment")
+    rhat = next(c for c in summary["claims"] if c["id"] == "rhat_drops_after_alignment")
     assert rhat["passed"] is None and rhat["skipped"] is True
-    assert "reproduction" not in report
+    assert "reproduction" not in summary
 
 
 def test_to_markdown_marks_failures_and_skips():
     tables = paper_tables()
     break_merged(tables)
     checked = run_claims(tables, skip={"ridge_before_rebasin"})
-    text = claims_report.to_markdown(checked, "unit")
+    text = report.to_markdown(checked, "unit")
     total = len(claims.CLAIM_IDS)
     assert text.startswith("# Claims check: unit")
     # break_merged breaks both merged-curve claims
@@ -768,7 +768,7 @@ def test_to_markdown_marks_failures_and_skips():
 
 
 def test_to_markdown_without_skips_has_no_skip_note():
-    text = claims_report.to_markdown(run_claims(paper_tables()), "unit")
+    text = report.to_markdown(run_claims(paper_tables()), "unit")
     total = len(claims.CLAIM_IDS)
     assert f"{total} of {total} checked claims hold in this run." in text
     assert "FAIL" not in text and "skipped" not in text
@@ -776,7 +776,7 @@ def test_to_markdown_without_skips_has_no_skip_note():
 
 def test_to_markdown_rows_keep_their_columns():
     # "|NoT' - NoT|" in a statement must not split its row into extra cells
-    text = claims_report.to_markdown(run_claims(paper_tables()), "unit", reproduce(count=False))
+    text = report.to_markdown(run_claims(paper_tables()), "unit", reproduce(count=False))
     rows = [line for line in text.splitlines() if line.startswith("|")]
     cells = {len(re.split(r"(?<!\\)\|", line)) for line in rows if line.count("|") > 7}
     assert cells == {8, 9}  # claims: 6 columns, reproduction: 7 (plus the two outer empty strings)
@@ -834,7 +834,7 @@ def test_config_thresholds_hold_on_the_papers_numbers(preset):
 
 
 def test_claim_ids_import_without_jax():
-    code = "import sys; from compactbnn.claims import CLAIM_IDS; assert CLAIM_IDS; print('jax' in sys.modules)"
+    code = "import sys; from compactbnn.paper.claims import CLAIM_IDS; assert CLAIM_IDS; print('jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -893,8 +893,8 @@ def test_reproduction_fails_where_the_numbers_differ(row_id, table, change):
     change(tables[table])
     rows = reproduce(tables["not"], tables["interpolation"], tables["metrics"], tables["sigma"], tables["pruning"])
     assert rows_by_id(rows)[row_id].within is False
-    report = json.loads(claims_report.to_json(run_claims(paper_tables()), rows))
-    assert report["failed"] == report["reproduction"]["outside"] >= 1  # counted: the claims all hold
+    summary = json.loads(report.to_json(run_claims(paper_tables()), rows))
+    assert summary["failed"] == summary["reproduction"]["outside"] >= 1  # counted: the claims all hold
 
 
 def test_reproduction_tolerances_ranges_and_relative_distances():
@@ -948,11 +948,11 @@ def test_reproduction_shown_not_counted_leaves_the_verdict_alone():
     counted = reproduce(tables["not"], metrics=tables["metrics"], count=True)
     checked = run_claims(paper_tables())
     total = len(claims.CLAIM_IDS)
-    shown_report, counted_report = json.loads(claims_report.to_json(checked, shown)), json.loads(claims_report.to_json(checked, counted))
+    shown_report, counted_report = json.loads(report.to_json(checked, shown)), json.loads(report.to_json(checked, counted))
     assert (shown_report["passed"], shown_report["failed"]) == (total, 0)
     assert shown_report["reproduction"]["counted"] is False and shown_report["reproduction"]["outside"] == 7
     assert (counted_report["passed"], counted_report["failed"]) == (total + len(counted) - 7, 7)
-    shown_text, counted_text = claims_report.to_markdown(checked, "unit", shown), claims_report.to_markdown(checked, "unit", counted)
+    shown_text, counted_text = report.to_markdown(checked, "unit", shown), report.to_markdown(checked, "unit", counted)
     assert f"{total} of {total} checked claims hold in this run." in shown_text
     assert "Shown for comparison, not counted" in shown_text and "**outside**" not in shown_text
     assert f"{len(counted) - 7} of {len(counted)} of the paper's printed numbers" in counted_text
@@ -961,13 +961,13 @@ def test_reproduction_shown_not_counted_leaves_the_verdict_alone():
 
 def test_reproduction_csv_and_json_hold_every_row():
     rows = reproduce(count=False)
-    table = pd.read_csv(io.StringIO(claims_report.reproduction_csv(rows)))
+    table = pd.read_csv(io.StringIO(report.reproduction_csv(rows)))
     assert table["id"].tolist() == [r.id for r in rows]
     assert table.loc[table["id"] == "table1.vi.q.tv", "printed"].iloc[0] == "0.0235"
-    text = claims_report.to_markdown([], "unit", rows)
+    text = report.to_markdown([], "unit", rows)
     assert "| +-15 % |" in text and "| +-0.03 |" in text  # distances relative, barriers absolute
-    report = json.loads(claims_report.to_json([], rows))
-    assert len(report["reproduction"]["rows"]) == len(rows) and report["reproduction"]["within"] == len(rows)
+    summary = json.loads(report.to_json([], rows))
+    assert len(summary["reproduction"]["rows"]) == len(rows) and summary["reproduction"]["within"] == len(rows)
 
 
 def test_reproduction_needs_every_tolerance():

@@ -2,7 +2,8 @@ import jax
 import numpy as np
 import pytest
 
-from compactbnn import compact, mlp, permutation
+from compactbnn.symmetry import compact, permutation
+from compactbnn.models import mlp
 
 NOISE = 0.02
 
@@ -128,7 +129,8 @@ def test_bad_references_are_rejected():
 
 
 def test_ravel_stack_equals_ravel_of_the_permuted_stack():
-    from compactbnn import compact, mlp, permutation
+    from compactbnn.symmetry import compact, permutation
+    from compactbnn.models import mlp
 
     samples = mlp.init_many(jax.random.key(0), [6, 5, 4, 3], 7)
     perms = [np.stack([np.random.default_rng(i + 10 * layer).permutation(width) for i in range(7)]).astype(np.int32)

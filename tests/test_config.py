@@ -11,7 +11,10 @@ import pytest
 import yaml
 from conftest import REPO
 
-from compactbnn import experiments, hmc, mlp, train
+from compactbnn.paper import experiments
+from compactbnn.inference import hmc
+from compactbnn.models import mlp
+from compactbnn import train
 
 MNIST_INPUTS, MNIST_CLASSES = 784, 10
 

@@ -188,7 +188,7 @@ def test_config_file_that_is_not_a_mapping_is_named(tmp_path, text, problem):
 
 def test_hmc_rules_agree_with_the_library():
     """Every posterior.hmc case the config check refuses, HMCConfig refuses too; the presets pass both."""
-    from compactbnn import hmc
+    from compactbnn.inference import hmc
 
     def hmc_config(cfg):
         h = cfg["posterior"]["hmc"]
@@ -211,7 +211,9 @@ def test_hmc_rules_agree_with_the_library():
 
 
 def test_constants_without_numpy_equal_the_library():
-    from compactbnn import claims, data, mlp
+    from compactbnn.paper import claims
+    from compactbnn import data
+    from compactbnn.models import mlp
 
     assert config_checks.CLAIM_IDS == claims.CLAIM_IDS
     digits = data.load("digits")

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py at reduced size, compactbnn.cost, and scripts/cost.py on the smoke and quick presets."""
+"""benchmarks/gpu_check.py at reduced size, compactbnn.config.cost, and scripts/cost.py on the smoke and quick presets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compactbnn import cost
+from compactbnn.config import cost
 
 REPO = Path(__file__).resolve().parents[1]
 CPU_FIGURES = REPO / "benchmarks" / "figures" / "cpu.json"

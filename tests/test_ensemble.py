@@ -4,7 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from compactbnn import ensemble, metrics, mlp, train
+from compactbnn.inference import ensemble
+from compactbnn.evaluation import metrics
+from compactbnn.models import mlp
+from compactbnn import train
 
 
 def test_paper_config_is_the_papers_adam_map():

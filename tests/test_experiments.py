@@ -1,4 +1,4 @@
-"""Experiments A, B and C as tables (compactbnn.experiments), on tiny digits networks.
+"""Experiments A, B and C as tables (compactbnn.paper.experiments), on tiny digits networks.
 
 The checks use facts that hold whatever the training: a permuted copy computes the same function
 and rebasin recovers its permutation exactly; a network interpolated with itself has no barrier;
@@ -14,7 +14,11 @@ import pandas as pd
 import pytest
 from conftest import random_mlp, stack_trees
 
-from compactbnn import compact, experiments, interpolation, metrics, mlp, permutation, pruning, rebasin, train
+from compactbnn.symmetry import compact, interpolation, permutation, rebasin
+from compactbnn.paper import experiments
+from compactbnn.evaluation import metrics, pruning
+from compactbnn.models import mlp
+from compactbnn import train
 
 SIZES = [64, 16, 10]
 NOT_COLUMNS = ["run", "not_init", "curve", "not_measured", "distance", "barrier", "barrier_midpoint"]

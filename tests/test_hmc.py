@@ -1,4 +1,4 @@
-"""Tests of compactbnn.hmc (NumPyro HMC of the Bayesian MLP) and compactbnn.diagnostics, on digits."""
+"""Tests of compactbnn.inference.hmc (NumPyro HMC of the Bayesian MLP) and compactbnn.inference.diagnostics, on digits."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from numpyro.infer.util import potential_energy as numpyro_potential_energy
 from scipy.special import log_softmax
 from scipy.stats import norm
 
-from compactbnn import diagnostics, hmc, mlp
-from compactbnn.diagnostics import az
+from compactbnn.inference import diagnostics, hmc
+from compactbnn.models import mlp
+from compactbnn.inference.diagnostics import az
 
 SIZES = [64, 12, 10]
 N_TRAIN = 400

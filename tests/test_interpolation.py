@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from conftest import random_mlp, stack_trees
 
-from compactbnn import interpolation, rebasin, train
-from compactbnn.permutation import permutation_with_transpositions, permute
+from compactbnn.symmetry import interpolation, rebasin
+from compactbnn import train
+from compactbnn.symmetry.permutation import permutation_with_transpositions, permute
 
 LAMBDAS = np.linspace(0.0, 1.0, 11)
 

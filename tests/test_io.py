@@ -2,7 +2,8 @@ import jax
 import numpy as np
 import pytest
 
-from compactbnn import io, mlp
+from compactbnn import io
+from compactbnn.models import mlp
 
 
 def test_networks_roundtrip_keeps_leading_axes(tmp_path):

@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from compactbnn import metrics, mlp
+from compactbnn.evaluation import metrics
+from compactbnn.models import mlp
 
 P = np.array([[0.7, 0.2, 0.1],
               [0.1, 0.5, 0.4],

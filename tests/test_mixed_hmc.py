@@ -1,4 +1,4 @@
-"""Tests of compactbnn.mixed_hmc: low-precision leapfrog gradients, exact float32 accept test."""
+"""Tests of compactbnn.inference.hmc.mixed_precision: low-precision leapfrog gradients, exact float32 accept test."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 from numpyro.infer import HMC
 from numpyro.infer.hmc_util import IntegratorState, euclidean_kinetic_energy, velocity_verlet
 
-from compactbnn import hmc, mixed_hmc, mlp
+from compactbnn.inference import hmc
+from compactbnn.inference.hmc import mixed_precision
+from compactbnn.models import mlp
 
 SIZES = [64, 12, 10]
 N_TRAIN = 400
@@ -34,12 +36,12 @@ def test_round_mantissa_is_round_to_nearest_even_as_a_bfloat16_cast():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(size=2000) * 10.0 ** rng.integers(-30, 30, 2000),
                         [0.0, -0.0, 1.0 + 2.0**-8, 1.0 + 3 * 2.0**-8, np.inf, -np.inf, 3.0e38]]).astype(np.float32)
-    rounded = np.asarray(jax.jit(lambda v: mixed_hmc.round_mantissa(v, 7))(x))
+    rounded = np.asarray(jax.jit(lambda v: mixed_precision.round_mantissa(v, 7))(x))
     cast = np.asarray(jnp.asarray(x).astype(jnp.bfloat16)).astype(np.float32)  # eager: one convert op
     np.testing.assert_array_equal(rounded, cast)
     assert rounded[-5] == 1.0 and rounded[-4] == 1.0 + 4 * 2.0**-8  # ties to even
-    assert np.isnan(np.asarray(mixed_hmc.round_mantissa(jnp.float32(np.nan), 7)))
-    tf32 = np.asarray(mixed_hmc.round_mantissa(jnp.float32(1.0 + 2.0**-11 + 2.0**-20), 10))
+    assert np.isnan(np.asarray(mixed_precision.round_mantissa(jnp.float32(np.nan), 7)))
+    tf32 = np.asarray(mixed_precision.round_mantissa(jnp.float32(1.0 + 2.0**-11 + 2.0**-20), 10))
     assert tf32 == np.float32(1.0 + 2.0**-10)  # above the tie: rounds up to 10 bits
 
 
@@ -52,13 +54,13 @@ def test_cpu_ignores_the_bfloat16_dot_algorithm_so_the_emulation_rounds_bits():
     np.testing.assert_array_equal(np.asarray(algorithm), np.asarray(exact))
     with pytest.raises(Exception, match="not supported"):
         jax.jit(partial(jnp.matmul, precision="TF32_TF32_F32"))(a, b)
-    emulated = jax.jit(mixed_hmc.matmul("bfloat16", "cpu"))(a, b)
-    rounded = jnp.matmul(mixed_hmc.round_mantissa(a, 7), mixed_hmc.round_mantissa(b, 7), precision="highest")
+    emulated = jax.jit(mixed_precision.matmul("bfloat16", "cpu"))(a, b)
+    rounded = jnp.matmul(mixed_precision.round_mantissa(a, 7), mixed_precision.round_mantissa(b, 7), precision="highest")
     np.testing.assert_array_equal(np.asarray(emulated), np.asarray(rounded))
     assert float(jnp.max(jnp.abs(emulated - exact))) > 1e-2
-    assert mixed_hmc.matmul("float32") is None
+    assert mixed_precision.matmul("float32") is None
     with pytest.raises(ValueError, match="gradient_precision must be one of"):
-        mixed_hmc.matmul("float16")
+        mixed_precision.matmul("float16")
 
 
 @pytest.mark.parametrize("precision, low, high", [("tf32", 1e-5, 1e-2), ("bfloat16", 1e-4, 5e-2)])
@@ -66,7 +68,7 @@ def test_low_precision_gradient_is_close_to_but_not_the_float32_gradient(problem
     params = jax.tree.map(lambda a: 3 * a, mlp.init(jax.random.PRNGKey(0), SIZES))
     grad = jax.jit(jax.grad(hmc.potential_energy, argnums=0), static_argnums=(3, 4))
     exact = mlp.ravel(grad(params, problem["x"], problem["y"], 1.0, None))
-    lowp = mlp.ravel(grad(params, problem["x"], problem["y"], 1.0, mixed_hmc.matmul(precision, "cpu")))
+    lowp = mlp.ravel(grad(params, problem["x"], problem["y"], 1.0, mixed_precision.matmul(precision, "cpu")))
     relative = float(jnp.linalg.norm(lowp - exact) / jnp.linalg.norm(exact))
     assert low < relative < high, relative
 
@@ -96,7 +98,7 @@ def test_float32_gradients_reproduce_numpyros_hmc_bit_for_bit(problem):
     numpyro_hmc = HMC(partial(hmc.bnn_model, layer_sizes=tuple(SIZES), prior_sd=1.0), step_size=1e-3, num_steps=20,
                       trajectory_length=None, adapt_step_size=False, adapt_mass_matrix=False, dense_mass=False)
     ours = hmc.make_kernel(SIZES, SMALL)
-    assert isinstance(ours, mixed_hmc.MixedPrecisionHMC) and ours.gradient_model is None
+    assert isinstance(ours, mixed_precision.MixedPrecisionHMC) and ours.gradient_model is None
     expected, expected_accept = run_kernel(numpyro_hmc, problem, 8)
     state, accept = run_kernel(ours, problem, 8)
     assert jax.tree.structure(state) == jax.tree.structure(expected)  # checkpoints hold the same state
@@ -111,7 +113,7 @@ def test_bfloat16_state_holds_the_exact_potential_and_the_low_precision_force(pr
     params = hmc.params_from_sites(state.z, 2)
     exact = hmc.potential_energy(params, problem["x"], problem["y"])
     assert float(state.potential_energy) == pytest.approx(float(exact), rel=1e-6)
-    force = jax.grad(lambda p: hmc.potential_energy(p, problem["x"], problem["y"], 1.0, mixed_hmc.matmul("bfloat16", "cpu")))(params)
+    force = jax.grad(lambda p: hmc.potential_energy(p, problem["x"], problem["y"], 1.0, mixed_precision.matmul("bfloat16", "cpu")))(params)
     exact_grad = jax.grad(lambda p: hmc.potential_energy(p, problem["x"], problem["y"]))(params)
     carried = mlp.ravel(hmc.params_from_sites(state.z_grad, 2))
     np.testing.assert_allclose(np.asarray(carried), np.asarray(mlp.ravel(force)), rtol=1e-5, atol=1e-5)
@@ -139,7 +141,7 @@ def test_leapfrog_with_bfloat16_force_is_reversible(problem):
     def potential(matmul):
         return lambda flat: hmc.potential_energy(mlp.unravel(flat, SIZES), x, y, 1.0, matmul)
 
-    bf16, exact = potential(mixed_hmc.matmul("bfloat16", "cpu")), potential(None)
+    bf16, exact = potential(mixed_precision.matmul("bfloat16", "cpu")), potential(None)
     go = jax.jit(integrate, static_argnums=(0, 4))
     z1, r1 = go(bf16, flat0, r0, 2e-3, 50)
     moved = float(jnp.max(jnp.abs(z1 - flat0)))
@@ -172,9 +174,9 @@ def test_bfloat16_gradients_sample_a_gaussian_posterior_with_its_moments():
     sd = np.sqrt(np.diag(cov))
 
     model = partial(regression_model, noise_sd=noise_sd)
-    gradient_model = partial(regression_model, noise_sd=noise_sd, matmul=mixed_hmc.matmul("bfloat16", "cpu"))
+    gradient_model = partial(regression_model, noise_sd=noise_sd, matmul=mixed_precision.matmul("bfloat16", "cpu"))
     # Path length 0.6 to 1.9 posterior sds per coordinate: far from the resonances at multiples of pi.
-    kernel = mixed_hmc.MixedPrecisionHMC(model, gradient_model, step_size=1.9 * sd.min() / 8, num_steps=8)
+    kernel = mixed_precision.MixedPrecisionHMC(model, gradient_model, step_size=1.9 * sd.min() / 8, num_steps=8)
     mcmc = numpyro.infer.MCMC(kernel, num_warmup=0, num_samples=2000, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(0), jnp.asarray(x), jnp.asarray(y), init_params={"w": jnp.asarray(mu, jnp.float32)},
              extra_fields=("accept_prob", "z_grad"))
@@ -218,11 +220,11 @@ def test_gpu_mixed_precision_needs_deterministic_reductions(monkeypatch):
     with pytest.raises(RuntimeError, match="deterministic reductions.*xla_gpu_exclude_nondeterministic_ops"):
         hmc.make_kernel(SIZES, dataclasses.replace(SMALL, gradient_precision="tf32"), backend="gpu")
     hmc.make_kernel(SIZES, SMALL, backend="gpu")  # float32: NumPyro's HMC, nothing asked
-    mixed_hmc.set_deterministic_reductions()
-    assert mixed_hmc.DETERMINISTIC_GPU_FLAG in __import__("os").environ["XLA_FLAGS"].split()
+    mixed_precision.set_deterministic_reductions()
+    assert mixed_precision.DETERMINISTIC_GPU_FLAG in __import__("os").environ["XLA_FLAGS"].split()
     kernel = hmc.make_kernel(SIZES, dataclasses.replace(SMALL, gradient_precision="tf32"), backend="gpu")
     assert kernel.gradient_model is not None
-    mixed_hmc.check_deterministic_reductions("cpu")  # nothing to do on CPUs
+    mixed_precision.check_deterministic_reductions("cpu")  # nothing to do on CPUs
 
 
 def test_config_refuses_an_unknown_gradient_precision():

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from compactbnn import mlp
+from compactbnn.models import mlp
 
 
 def test_paper_network_size():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import random_mlp, stack_trees
 
-from compactbnn import mlp
-from compactbnn.permutation import (
+from compactbnn.models import mlp
+from compactbnn.symmetry.permutation import (
     PermutationSpec,
     check_permutation,
     compose,

@@ -3,7 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from compactbnn import mlp, pruning, train
+from compactbnn.models import mlp
+from compactbnn.evaluation import pruning
+from compactbnn import train
 
 SIZES = [64, 8, 10]  # 610 parameters
 

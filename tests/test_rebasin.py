@@ -5,8 +5,10 @@ import pytest
 from conftest import random_mlp, stack_trees
 from scipy.optimize import linear_sum_assignment
 
-from compactbnn import mlp, rebasin, train
-from compactbnn.permutation import (
+from compactbnn.models import mlp
+from compactbnn.symmetry import rebasin
+from compactbnn import train
+from compactbnn.symmetry.permutation import (
     compose,
     count_transpositions,
     count_transpositions_many,

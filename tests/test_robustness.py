@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from compactbnn import data, hmc, io
+from compactbnn import data, io
+from compactbnn.inference import hmc
 from conftest import copy_workflow, snakemake
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ JOB = r"""
 import json, os, resource, sys, threading, time
 sys.path.insert(0, os.path.join(sys.argv[1], "workflow", "scripts"))
 import common
-from compactbnn import data, hmc, rebasin
+from compactbnn import data
+from compactbnn.inference import hmc
+from compactbnn.symmetry import rebasin
 import jax
 
 class Job:

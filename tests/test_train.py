@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from compactbnn import mlp, train
+from compactbnn.models import mlp
+from compactbnn import train
 
 
 def _tree_allclose(a, b, atol):

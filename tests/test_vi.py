@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from numpyro import handlers
 
-from compactbnn import mlp, train, vi
+from compactbnn.models import mlp
+from compactbnn import train
+from compactbnn.inference import vi
 
 
 def test_kl_matches_the_hand_formula():

@@ -4,7 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from compactbnn import compact, mlp, permutation, weight_space
+from compactbnn.symmetry import compact, permutation
+from compactbnn.models import mlp
+from compactbnn.evaluation import weight_space
 
 SIZES = [8, 16, 3]
 

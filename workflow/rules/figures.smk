@@ -4,7 +4,7 @@
 # every figure and table, as their notebooks call it.
 
 # The plotting code behind every notebook: inputs, so that an edit reruns the figures.
-FIGURE_CODE = ["src/compactbnn/figures.py", "src/compactbnn/paper.py"]
+FIGURE_CODE = ["src/compactbnn/paper/figures.py", "src/compactbnn/paper/printed_numbers.py"]
 
 
 # Seconds-long jobs run where Snakemake runs: a cluster would only queue them.
@@ -79,7 +79,7 @@ rule figure3:
     input:
         notebook="notebooks/figure3.ipynb",
         # the notebook bins the sigmas with experiments.sigma_histograms
-        code=[*FIGURE_CODE, "src/compactbnn/experiments.py"],
+        code=[*FIGURE_CODE, "src/compactbnn/paper/experiments.py"],
         sigma=f"{R}/data/sigma_values.csv.gz",
         pruning=f"{R}/data/pruning.csv",
     output:

@@ -2,7 +2,8 @@
 
 from common import first, load_data, start
 
-from compactbnn import experiments, io
+from compactbnn.paper import experiments
+from compactbnn import io
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)

@@ -3,7 +3,9 @@
 import jax
 from common import first, load_data, start
 
-from compactbnn import experiments, io, mlp
+from compactbnn.paper import experiments
+from compactbnn import io
+from compactbnn.models import mlp
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)

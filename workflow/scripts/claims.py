@@ -5,7 +5,7 @@ import json
 import pandas as pd
 from common import start
 
-from compactbnn import claims, claims_report, reproduction
+from compactbnn.paper import claims, report, reproduction
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)
@@ -28,10 +28,10 @@ reproduced = reproduction.reproduction(
     tolerances=thresholds["reproduction"]["tolerances"], barrier=sm.params.barrier, split=sm.params.split,
     count=thresholds["reproduction"]["count"])
 with open(sm.output.json, "w") as handle:
-    handle.write(claims_report.to_json(checked, reproduced))
+    handle.write(report.to_json(checked, reproduced))
 with open(sm.output.reproduction, "w") as handle:
-    handle.write(claims_report.reproduction_csv(reproduced))
-markdown = claims_report.to_markdown(checked, sm.params.name, reproduced)
+    handle.write(report.reproduction_csv(reproduced))
+markdown = report.to_markdown(checked, sm.params.name, reproduced)
 with open(sm.output.md, "w") as handle:
     handle.write(markdown)
 log.info("%s", markdown)

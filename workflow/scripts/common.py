@@ -22,7 +22,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 
 import numpy as np  # noqa: E402
 
-from compactbnn import data, mlp, threads, train  # noqa: E402
+from compactbnn import data, threads, train  # noqa: E402
+from compactbnn.models import mlp
 
 NUM_CLASSES = 10
 
@@ -48,9 +49,9 @@ def start(snakemake) -> logging.Logger:
     logging.getLogger(snakemake.rule).setLevel(logging.INFO)
     hmc_params = snakemake.params.get("hmc")
     if hmc_params and hmc_params.get("gradient_precision", "float32") != "float32":
-        from compactbnn import mixed_hmc
+        from compactbnn.inference.hmc import mixed_precision
 
-        mixed_hmc.set_deterministic_reductions()
+        mixed_precision.set_deterministic_reductions()
     threads.limit(int(snakemake.threads))
     precision = snakemake.params.get("matmul_precision")
     if precision is not None:
@@ -96,7 +97,7 @@ def first(x: np.ndarray, size: int | None) -> np.ndarray:
 
 def hmc_config(hmc_cfg: dict, prior_sd: float, matmul_precision: str):
     """The library's HMCConfig from the config's posterior.hmc section."""
-    from compactbnn import hmc
+    from compactbnn.inference import hmc
 
     return hmc.HMCConfig(
         step_size=hmc_cfg["step_size"], num_steps=hmc_cfg["num_steps"], num_iterations=hmc_cfg["iterations"],

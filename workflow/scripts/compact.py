@@ -6,7 +6,10 @@ import jax
 import numpy as np
 from common import load_data, load_hmc_samples, match_inputs, start
 
-from compactbnn import compact, diagnostics, io, mlp, permutation
+from compactbnn.symmetry import compact, permutation
+from compactbnn.inference import diagnostics
+from compactbnn import io
+from compactbnn.models import mlp
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)

@@ -5,17 +5,16 @@ for a file that is not a YAML mapping), details follow on the next lines. The Sn
 ``check_config`` while parsing, so no job starts on a config that a job would refuse later.
 
 Only the standard library, PyYAML and jsonschema (both of which Snakemake brings) and the
-plain-Python module ``compactbnn.datasets`` are imported (``CLAIM_IDS`` is read from the source of
-``compactbnn.claims``): the Snakefile parses and dry-runs with Snakemake alone, without numpy or JAX.
+plain-Python module ``compactbnn.config.datasets`` are imported (``CLAIM_IDS`` is read from the source of
+``compactbnn.paper.claims``): the Snakefile parses and dry-runs with Snakemake alone, without numpy or JAX.
 
-Some rules repeat a library class's own validation (``compactbnn.hmc.HMCConfig`` for
+Some rules repeat a library class's own validation (``compactbnn.inference.hmc.HMCConfig`` for
 posterior.hmc): here they are phrased by config key; the library keeps validating its own
 arguments. tests/test_config_errors.py checks that both refuse the same configs.
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
 import math
 import os
@@ -31,21 +30,12 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 if str(REPOSITORY / "src") not in sys.path:
     sys.path.insert(0, str(REPOSITORY / "src"))
 
-from compactbnn.datasets import IDX_FILES, NUM_CLASSES, NUM_EXAMPLES, NUM_FEATURES  # noqa: E402
+from compactbnn.config.claim_ids import CLAIM_IDS  # noqa: E402
+from compactbnn.config.datasets import IDX_FILES, NUM_CLASSES, NUM_EXAMPLES, NUM_FEATURES  # noqa: E402
 
 SCHEMA = REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"
 
 
-def _claim_ids() -> tuple[str, ...]:
-    """compactbnn.claims.CLAIM_IDS, read from that module's source (a literal tuple): importing it needs numpy and pandas."""
-    tree = ast.parse((REPOSITORY / "src" / "compactbnn" / "claims.py").read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(target, "id", None) == "CLAIM_IDS" for target in node.targets):
-            return tuple(ast.literal_eval(node.value))
-    raise RuntimeError("src/compactbnn/claims.py defines no literal CLAIM_IDS tuple")
-
-
-CLAIM_IDS = _claim_ids()
 
 
 class ConfigError(ValueError):
@@ -199,7 +189,7 @@ def check_finite(value, key: str = "") -> None:
 
 
 def num_params(layer_sizes) -> int:
-    """Weights and biases of an MLP (compactbnn.mlp.num_params, without JAX): 407,050 for 784-512-10."""
+    """Weights and biases of an MLP (compactbnn.models.mlp.num_params, without JAX): 407,050 for 784-512-10."""
     return sum(i * o + o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
 
 
@@ -227,7 +217,7 @@ def check_data(data: dict) -> None:
 
 
 def check_hmc(hmc: dict) -> None:
-    """posterior.hmc's rules (those of compactbnn.hmc.HMCConfig), by config key."""
+    """posterior.hmc's rules (those of compactbnn.inference.hmc.HMCConfig), by config key."""
     if hmc["keep_last"] >= hmc["iterations"]:
         raise ConfigError("posterior.hmc.keep_last",
                           f"must be < posterior.hmc.iterations ({hmc['iterations']}), got {hmc['keep_last']}")

@@ -4,7 +4,9 @@ import jax
 import numpy as np
 from common import layer_sizes, load_data, start
 
-from compactbnn import io, mlp, vi
+from compactbnn import io
+from compactbnn.models import mlp
+from compactbnn.inference import vi
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)

@@ -7,7 +7,8 @@ import jax
 import numpy as np
 from common import first, hmc_config, layer_sizes, load_data, start
 
-from compactbnn import diagnostics, hmc, io
+from compactbnn.inference import diagnostics, hmc
+from compactbnn import io
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)
@@ -31,7 +32,7 @@ if not result.accept_rate >= min_accept_rate:
         f"chain {chain} accepted {result.accept_rate:.3f} of its proposals on average (divergent: "
         f"{result.num_divergent} of {result.completed_iterations}), below posterior.hmc.min_accept_rate = "
         f"{min_accept_rate}: lower posterior.hmc.step_size (now {config.step_size}) or num_steps. "
-        f"The chain's checkpoint is kept in {sm.params.checkpoint} (compactbnn.hmc.load_chain reads it)."
+        f"The chain's checkpoint is kept in {sm.params.checkpoint} (compactbnn.inference.hmc.load_chain reads it)."
     )
 io.save_npz_atomic(sm.output.samples, {
     "params": np.asarray(result.samples, np.float32),  # (num_kept, num_params), mlp.ravel order

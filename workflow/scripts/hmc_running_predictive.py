@@ -2,7 +2,7 @@
 
 from common import load_data, load_hmc_samples, start
 
-from compactbnn import experiments
+from compactbnn.paper import experiments
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)

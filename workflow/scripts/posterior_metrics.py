@@ -3,7 +3,9 @@
 import jax
 from common import GAUSSIAN_INPUTS, load_data, load_hmc_samples, start
 
-from compactbnn import compact, experiments, io
+from compactbnn.symmetry import compact
+from compactbnn.paper import experiments
+from compactbnn import io
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 CLAIMS_BINS_PER_PRIOR_SD = 20  # sigma.csv's bins: 0.8-1.2 prior sd (the prior-level claims) spans 8 whole bins

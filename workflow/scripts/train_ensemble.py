@@ -3,7 +3,8 @@
 import jax
 from common import layer_sizes, load_data, start, train_config
 
-from compactbnn import ensemble, io, train
+from compactbnn.inference import ensemble
+from compactbnn import io, train
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)

@@ -3,7 +3,8 @@
 import jax
 from common import layer_sizes, load_data, start, train_config
 
-from compactbnn import io, mlp, train
+from compactbnn import io, train
+from compactbnn.models import mlp
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)

@@ -4,7 +4,9 @@ import jax
 import numpy as np
 from common import layer_sizes, load_data, start, train_config
 
-from compactbnn import experiments, io, mlp, train
+from compactbnn.paper import experiments
+from compactbnn import io, train
+from compactbnn.models import mlp
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)

@@ -2,7 +2,10 @@
 
 from common import start
 
-from compactbnn import compact, io, mlp, weight_space
+from compactbnn.symmetry import compact
+from compactbnn import io
+from compactbnn.models import mlp
+from compactbnn.evaluation import weight_space
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)

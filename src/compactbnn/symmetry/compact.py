@@ -33,7 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from compactbnn import io, metrics, mlp, permutation, rebasin
+from compactbnn import io
+from compactbnn.evaluation import metrics
+from compactbnn.models import mlp
+from compactbnn.symmetry import permutation, rebasin
 
 DEFAULT_CHUNK_SIZE = 100  # networks permuted and accumulated at once
 REFERENCES = ("first", "mean", "unaligned_mean")

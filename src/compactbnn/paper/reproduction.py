@@ -15,8 +15,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from compactbnn import paper
-from compactbnn.claims import table1_value, level_means, interpolation_grid, nearest_value, sigma_part
+from compactbnn.paper import printed_numbers
+from compactbnn.paper.claims import table1_value, level_means, interpolation_grid, nearest_value, sigma_part
 
 
 TOLERANCE_KEYS = ("agreement", "tv", "accuracy", "pruning", "sigma", "distance", "barrier", "loss", "transpositions")
@@ -61,7 +61,7 @@ def _table1_rows(metrics: pd.DataFrame, tolerances: Mapping) -> list[Reproduced]
                ("accuracy_samples", "test accuracy % of samples", "accuracy", 100.0),
                ("accuracy_mean", "test accuracy % of the mean weights", "accuracy", 100.0))
     rows = []
-    for (method, representation), printed in paper.TABLE1.items():
+    for (method, representation), printed in printed_numbers.TABLE1.items():
         for (column, name, group, scale), value in zip(columns, printed):
             if value is None:  # N/A in the paper
                 continue
@@ -73,30 +73,30 @@ def _table1_rows(metrics: pd.DataFrame, tolerances: Mapping) -> list[Reproduced]
 
 def _pruning_rows(pruning: pd.DataFrame, tolerances: Mapping) -> list[Reproduced]:
     rows = []
-    for curve, values in paper.PRUNING.items():
+    for curve, values in printed_numbers.PRUNING.items():
         part = pruning[pruning["curve"] == curve].set_index("retained_percent")["accuracy"]
-        for percent, value in zip(paper.RETAINED_PERCENTS, values):
+        for percent, value in zip(printed_numbers.RETAINED_PERCENTS, values):
             ours = 100.0 * part[percent] if percent in part.index else None
             rows.append(_reproduced(f"pruning.{curve}.{percent}", f"{curve}: test accuracy % at {percent} % retained",
                                     "Figure 3 right", value, ours, "" if ours is not None else "percentage not in this run",
-                                    tolerances, "pruning", approximate=(curve, percent) in paper.PRUNING_APPROXIMATE))
+                                    tolerances, "pruning", approximate=(curve, percent) in printed_numbers.PRUNING_APPROXIMATE))
     return rows
 
 
 def _sigma_rows(sigma: pd.DataFrame, tolerances: Mapping) -> list[Reproduced]:
     rows = []
-    for (method, representation), value in paper.SIGMA_MAX.items():
+    for (method, representation), value in printed_numbers.SIGMA_MAX.items():
         part = sigma_part(sigma, method, representation)
         rows.append(_reproduced(f"sigma.{method}.{representation}.max", f"{method} sigma of {representation}: largest",
                                 "Figure 3 left", value, part["max"].iloc[0], "", tolerances, "sigma"))
-    for (method, representation), value in paper.SIGMA_MIN.items():
+    for (method, representation), value in printed_numbers.SIGMA_MIN.items():
         part = sigma_part(sigma, method, representation)
         lowest = part.loc[part["count"] > 0, "bin_left"].min()
         width = float((part["bin_right"] - part["bin_left"]).iloc[0])
         rows.append(_reproduced(f"sigma.{method}.{representation}.min", f"{method} sigma of {representation}: smallest",
                                 "Figure 3 left", value, lowest, f"left edge of the lowest non-empty bin (width {width:.3g})",
                                 tolerances, "sigma"))
-    for (method, representation), value in paper.SIGMA_MODE.items():
+    for (method, representation), value in printed_numbers.SIGMA_MODE.items():
         part = sigma_part(sigma, method, representation)
         fullest = part.loc[part["count"].idxmax()]
         rows.append(_reproduced(f"sigma.{method}.{representation}.mode", f"{method} sigma of {representation}: histogram peak",
@@ -115,10 +115,10 @@ def _at_level(means: pd.Series, level: int) -> tuple[float | None, str]:
 
 
 def _saturated(means: pd.Series) -> tuple[float | None, str]:
-    """Mean over the levels from paper.SATURATION_FROM on (the plateau), None if this run has none."""
-    upper = means[means.index >= paper.SATURATION_FROM]
+    """Mean over the levels from printed_numbers.SATURATION_FROM on (the plateau), None if this run has none."""
+    upper = means[means.index >= printed_numbers.SATURATION_FROM]
     if upper.empty:
-        return None, f"not at this scale: no level >= {paper.SATURATION_FROM}"
+        return None, f"not at this scale: no level >= {printed_numbers.SATURATION_FROM}"
     return float(upper.mean()), f"mean over NoT {upper.index.min()}..{upper.index.max()}"
 
 
@@ -126,51 +126,51 @@ def _figure2_rows(table: pd.DataFrame, barrier: str, tolerances: Mapping) -> lis
     column = "barrier" if barrier == "max" else "barrier_midpoint"
     kind = "max over lambda" if barrier == "max" else "at lambda 0.5"
     rows = []
-    for curve, values in paper.DISTANCE.items():
+    for curve, values in printed_numbers.DISTANCE.items():
         means = level_means(table, curve, "distance")
-        for level, value in zip(paper.NOT_LEVELS, values):
+        for level, value in zip(printed_numbers.NOT_LEVELS, values):
             ours, at = _at_level(means, level)
             rows.append(_reproduced(f"figure2b.{curve}.{level}", f"{curve}: squared distance at NoT {level}", "Figure 2b",
                                     value, ours, at, tolerances, "distance"))
         ours, at = _saturated(means)
         rows.append(_reproduced(f"figure2b.{curve}.saturation", f"{curve}: squared distance, saturation", "Figure 2b",
-                                paper.DISTANCE_SATURATION[curve], ours, at, tolerances, "distance"))
+                                printed_numbers.DISTANCE_SATURATION[curve], ours, at, tolerances, "distance"))
     control = level_means(table, "control", "distance")
-    rows.append(_reproduced("figure2b.control", "control: squared distance", "Figure 2b", paper.CONTROL_DISTANCE,
+    rows.append(_reproduced("figure2b.control", "control: squared distance", "Figure 2b", printed_numbers.CONTROL_DISTANCE,
                             control.mean(), "mean over levels", tolerances, "distance"))
     trained = level_means(table, "trained", column)
-    for level, value in paper.BARRIER_TRAINED.items():
+    for level, value in printed_numbers.BARRIER_TRAINED.items():
         ours, at = _at_level(trained, level)
         rows.append(_reproduced(f"figure2c.trained.{level}", f"trained: loss barrier ({kind}) at NoT {level}", "Figure 2c",
                                 value, ours, at, tolerances, "barrier"))
-    peak, peak_level = paper.BARRIER_PEAK
+    peak, peak_level = printed_numbers.BARRIER_PEAK
     rows.append(_reproduced("figure2c.trained.peak", f"trained: largest loss barrier ({kind}), near NoT {peak_level}",
                             "Figure 2c", peak, trained.max(), f"NoT {trained.idxmax()}", tolerances, "barrier"))
     ours, at = _saturated(trained)
     rows.append(_reproduced("figure2c.trained.plateau", f"trained: loss barrier ({kind}), plateau", "Figure 2c",
-                            paper.BARRIER_PLATEAU, ours, at, tolerances, "barrier"))
+                            printed_numbers.BARRIER_PLATEAU, ours, at, tolerances, "barrier"))
     for curve in ("init", "control"):
         means = level_means(table, curve, column)
         rows.append(_reproduced(f"figure2c.{curve}", f"{curve}: largest loss barrier ({kind})", "Figure 2c",
-                                paper.BARRIER_CONTROLS, means.max(), f"NoT {means.idxmax()}", tolerances, "barrier"))
+                                printed_numbers.BARRIER_CONTROLS, means.max(), f"NoT {means.idxmax()}", tolerances, "barrier"))
     return rows
 
 
 def _interpolation_rows(table: pd.DataFrame, split: str, tolerances: Mapping) -> list[Reproduced]:
     not_before, not_after = (interpolation_grid(table, split, when, "not_to_w0") for when in ("before", "after"))
     lambdas = not_before.columns.to_numpy(dtype=float)
-    small = lambdas[(lambdas > 0) & (lambdas <= paper.NOT_PATH_ZERO_UP_TO + 1e-9)]
-    top, from_lambda = paper.NOT_PATH_TOP
+    small = lambdas[(lambdas > 0) & (lambdas <= printed_numbers.NOT_PATH_ZERO_UP_TO + 1e-9)]
+    top, from_lambda = printed_numbers.NOT_PATH_TOP
     large = lambdas[lambdas >= from_lambda - 1e-9]
     rows = [
-        _reproduced("figure2d.before.small_lambda", f"NoT(W_lambda, W_0) before rebasin, lambda up to {paper.NOT_PATH_ZERO_UP_TO:g}: largest",
+        _reproduced("figure2d.before.small_lambda", f"NoT(W_lambda, W_0) before rebasin, lambda up to {printed_numbers.NOT_PATH_ZERO_UP_TO:g}: largest",
                     "Figure 2d", 0.0, not_before[small].to_numpy().max() if len(small) else None,
                     f"lambda {', '.join(f'{x:g}' for x in small)}, every epoch" if len(small)
-                    else f"not at this scale: no lambda in (0, {paper.NOT_PATH_ZERO_UP_TO:g}]", tolerances, "transpositions"),
+                    else f"not at this scale: no lambda in (0, {printed_numbers.NOT_PATH_ZERO_UP_TO:g}]", tolerances, "transpositions"),
         _reproduced("figure2d.before.large_lambda", f"NoT(W_lambda, W_0) before rebasin, lambda from {from_lambda:g}: mean",
                     "Figure 2d", top, not_before[large].to_numpy().mean(), f"lambda {', '.join(f'{x:g}' for x in large)}, every epoch",
                     tolerances, "transpositions"),
-        _reproduced("figure2d.after", "NoT(W_lambda, W_0) after rebasin: largest", "Figure 2d", paper.NOT_PATH_AFTER,
+        _reproduced("figure2d.after", "NoT(W_lambda, W_0) after rebasin: largest", "Figure 2d", printed_numbers.NOT_PATH_AFTER,
                     not_after.to_numpy().max(), "every lambda and epoch", tolerances, "transpositions"),
     ]
     loss_before, loss_after = (interpolation_grid(table, split, when, "loss") for when in ("before", "after"))
@@ -180,13 +180,13 @@ def _interpolation_rows(table: pd.DataFrame, split: str, tolerances: Mapping) ->
     missing = "not at this scale: no epoch 1"
     rows += [
         _reproduced("figure1.before.ridge_early", f"{split} loss before rebasin at the middle of the path, epoch 1", "Figure 1",
-                    paper.RIDGE_EARLY, loss_before.loc[first, middle] if first else None,
+                    printed_numbers.RIDGE_EARLY, loss_before.loc[first, middle] if first else None,
                     f"epoch 1, lambda {middle:g}" if first else missing, tolerances, "loss"),
         _reproduced("figure1.before.ends_last", f"{split} loss before rebasin at the ends of the path, last epoch", "Figure 1",
-                    paper.ENDS_LAST, 0.5 * (loss_before.loc[last].iloc[0] + loss_before.loc[last].iloc[-1]),
+                    printed_numbers.ENDS_LAST, 0.5 * (loss_before.loc[last].iloc[0] + loss_before.loc[last].iloc[-1]),
                     f"epoch {last}, mean of lambda 0 and 1", tolerances, "loss"),
         _reproduced("figure1.after.start", f"{split} loss after rebasin at the middle of the path, epoch 1", "Figure 1",
-                    paper.AFTER_START, loss_after.loc[first, middle] if first else None,
+                    printed_numbers.AFTER_START, loss_after.loc[first, middle] if first else None,
                     f"epoch 1, lambda {middle:g}" if first else missing, tolerances, "loss"),
     ]
     return rows

@@ -21,7 +21,7 @@ gives one joint permutation to draws of one stochastic network (VI's q). Similar
 matrices are computed in jitted, vmapped JAX for chunks of networks, and the LAPs of a chunk are
 solved in a thread pool (SciPy releases the GIL) while JAX computes the next chunk.
 
-Permutations follow ``compactbnn.permutation``: ``permute(params, perms)`` is aligned to the
+Permutations follow ``compactbnn.symmetry.permutation``: ``permute(params, perms)`` is aligned to the
 reference, i.e. its unit i is matched to the reference's unit i.
 """
 
@@ -37,8 +37,9 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
-from compactbnn import mlp, threads
-from compactbnn.permutation import check_params, mlp_permutation_spec, permute, permute_many
+from compactbnn.models import mlp
+from compactbnn import threads
+from compactbnn.symmetry.permutation import check_params, mlp_permutation_spec, permute, permute_many
 
 METHODS = ("weight", "activation", "cosine_first_layer")
 WEIGHT_SIMILARITIES = ("weight", "cosine_first_layer")

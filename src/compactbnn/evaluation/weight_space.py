@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import pearsonr, spearmanr
 
-from compactbnn import mlp
+from compactbnn.models import mlp
 
 METHODS = ("hmc", "ensemble", "vi")
 QUANTITIES = ("mu", "sigma")

@@ -15,9 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from compactbnn import mlp, train
-from compactbnn.permutation import check_params, count_transpositions_many, total_transpositions
-from compactbnn.rebasin import align_many, match_pairs
+from compactbnn.models import mlp
+from compactbnn import train
+from compactbnn.symmetry.permutation import check_params, count_transpositions_many, total_transpositions
+from compactbnn.symmetry.rebasin import align_many, match_pairs
 
 BARRIER_KINDS = ("max", "midpoint")
 DEFAULT_EVAL_CHUNK = 64  # interpolated networks evaluated together (memory: chunk x data batch x width)

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from compactbnn import paper  # noqa: E402
+from compactbnn.paper import printed_numbers  # noqa: E402
 
 CURVE_COLOURS = {"init": "tab:blue", "trained": "tab:green", "control": "tab:purple"}
 CURVE_LABELS = {"init": "at initialisation", "trained": "both trained", "control": "trained, aligned by known P"}
@@ -144,7 +144,7 @@ def table1_markdown(table: pd.DataFrame) -> str:
     lines = ["| method | representation | agreement with HMC | TV to HMC | test accuracy % of samples | test accuracy % of mean |",
              "|---|---|---|---|---|---|"]
     for row in table.itertuples(index=False):
-        printed = paper.TABLE1.get((row.method, row.representation), (None,) * 4)
+        printed = printed_numbers.TABLE1.get((row.method, row.representation), (None,) * 4)
         lines.append(f"| {row.method} | {row.representation} | {cell(row.agreement, printed[0], 4)} | "
                      f"{cell(row.tv, printed[1], 4)} | {cell(row.accuracy_samples, printed[2], 2)} | "
                      f"{cell(row.accuracy_mean, printed[3], 2)} |")

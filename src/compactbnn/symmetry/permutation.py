@@ -13,15 +13,16 @@ P, i.e. ``n - (number of cycles of P)``.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
-from functools import cached_property, partial
+from functools import partial
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from compactbnn import mlp
+from compactbnn.models import mlp
+from compactbnn.models.base import PermutationSpec
+from compactbnn.models.mlp import check_params, permutation_spec as mlp_permutation_spec  # noqa: F401
 
 # ---------------------------------------------------------------------------------------------
 # Permutations as index arrays
@@ -213,75 +214,10 @@ def _check_level(k, n: int) -> int:
 # The permutation spec and permuting parameters
 
 
-@dataclass(frozen=True)
-class PermutationSpec:
-    """Which hidden-layer permutation acts on which axis of which parameter (Git Re-Basin's spec as data).
-
-    ``perm_to_axes[p]`` lists the ``(layer index, parameter name, axis)`` triples that
-    permutation p acts on, axes counted in one model's (unstacked) parameter. For an MLP,
-    hidden layer l's permutation takes the rows of ``params[l]["weight"]`` and
-    ``params[l]["bias"]`` and the columns of ``params[l + 1]["weight"]``. Frozen and hashable,
-    so it can be a static argument of jitted functions.
-    """
-
-    perm_to_axes: tuple[tuple[tuple[int, str, int], ...], ...]
-
-    @property
-    def num_perms(self) -> int:
-        return len(self.perm_to_axes)
-
-    @cached_property
-    def axes_to_perm(self) -> dict[tuple[int, str], dict[int, int]]:
-        """``{(layer, name): {axis: permutation index}}``: the inverse view of ``perm_to_axes``."""
-        table: dict[tuple[int, str], dict[int, int]] = {}
-        for p, axes in enumerate(self.perm_to_axes):
-            for layer, name, axis in axes:
-                table.setdefault((layer, name), {})[axis] = p
-        return table
-
-
-def mlp_permutation_spec(num_hidden: int) -> PermutationSpec:
-    """The spec of an MLP with ``num_hidden`` hidden layers (``len(params) - 1``); one permutation per hidden layer."""
-    if operator.index(num_hidden) < 0:
-        raise ValueError(f"num_hidden must be >= 0, got {num_hidden}")
-    return PermutationSpec(tuple(
-        ((layer, "weight", 0), (layer, "bias", 0), (layer + 1, "weight", 1)) for layer in range(num_hidden)
-    ))
-
-
 def spec_for(params: mlp.Params) -> PermutationSpec:
     """The MLP spec matching a parameter pytree (list of layer dicts)."""
     check_params(params)
     return mlp_permutation_spec(len(params) - 1)
-
-
-def check_params(params, name: str = "params", batch_ndim: int = 0) -> list[int]:
-    """Check an MLP pytree (list of {"weight", "bias"} dicts, ``batch_ndim`` leading model axes); return its layer sizes."""
-    if not isinstance(params, (list, tuple)) or not params:
-        raise TypeError(f"{name} must be a non-empty list of layer dicts {{'weight', 'bias'}}, got {type(params).__name__}")
-    sizes = None
-    batch = None
-    for i, layer in enumerate(params):
-        if not isinstance(layer, dict) or set(layer) != {"weight", "bias"}:
-            got = sorted(layer) if isinstance(layer, dict) else type(layer).__name__
-            raise TypeError(f"{name}[{i}] must be a dict with keys 'weight' and 'bias', got {got}")
-        w_shape, b_shape = np.shape(layer["weight"]), np.shape(layer["bias"])
-        if len(w_shape) != batch_ndim + 2 or len(b_shape) != batch_ndim + 1:
-            raise ValueError(f"{name}[{i}]: expected weight with {batch_ndim + 2} and bias with {batch_ndim + 1} axes "
-                             f"({batch_ndim} leading model axes), got shapes {w_shape} and {b_shape}")
-        if batch is None:
-            batch = w_shape[:batch_ndim]
-        if w_shape[:batch_ndim] != batch or b_shape[:batch_ndim] != batch:
-            raise ValueError(f"{name}[{i}]: leading model axes {w_shape[:batch_ndim]} / {b_shape[:batch_ndim]} differ from {batch}")
-        out_dim, in_dim = w_shape[batch_ndim:]
-        if b_shape[batch_ndim] != out_dim:
-            raise ValueError(f"{name}[{i}]: bias has {b_shape[batch_ndim]} entries but weight has {out_dim} rows")
-        if sizes is None:
-            sizes = [in_dim]
-        elif in_dim != sizes[-1]:
-            raise ValueError(f"{name}[{i}]: weight takes {in_dim} inputs but the previous layer has {sizes[-1]} units")
-        sizes.append(out_dim)
-    return sizes
 
 
 def check_perms(perms, params, name: str = "perms", batch_shape: tuple = ()) -> list:

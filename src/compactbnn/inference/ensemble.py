@@ -12,7 +12,8 @@ from typing import Mapping, Sequence
 
 import jax
 
-from compactbnn import mlp, train
+from compactbnn.models import mlp
+from compactbnn import train
 
 # PAPER.md, Experiment C: Adam lr 1e-3, batch 100, 50 epochs, MAP with the N(0, 1) prior.
 PAPER_CONFIG = train.TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=100, epochs=50, prior_sd=1.0)

@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from compactbnn import mlp, train
+from compactbnn.models import mlp
+from compactbnn import train
 
 PAPER_RETAINED_PERCENTS = (100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 5, 1)
 

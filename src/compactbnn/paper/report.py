@@ -8,8 +8,8 @@ import json
 from dataclasses import asdict, fields
 from typing import Sequence
 
-from compactbnn.claims import Claim
-from compactbnn.reproduction import RELATIVE_TOLERANCES, Reproduced
+from compactbnn.paper.claims import Claim
+from compactbnn.paper.reproduction import RELATIVE_TOLERANCES, Reproduced
 
 
 def _totals(claims: list[Claim], reproduced: list[Reproduced]) -> tuple[int, int, int]:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from compactbnn import mlp
+from compactbnn.models import mlp
 
 
 def site_name(layer: int, kind: str) -> str:

@@ -1,6 +1,6 @@
 """Mean-field variational inference (Experiment C of PAPER.md) with NumPyro's SVI on HMC's model.
 
-The model is ``hmc_model.bnn_model``, the one HMC samples: a N(0, prior_sd^2) prior on every weight
+The model is ``bnn.bnn_model``, the one HMC samples: a N(0, prior_sd^2) prior on every weight
 and bias and the categorical likelihood. The approximate posterior is a Gaussian per weight and
 bias, ``q(theta) = N(mu, diag(sd^2))``, written as a NumPyro guide (``mean_field_guide``) with
 the paper's parameterisation ``sd = exp(log_sd)`` (the authors' ``MFVILinear``; they clamp at
@@ -42,7 +42,9 @@ from numpyro.infer import SVI, TraceMeanField_ELBO
 from numpyro.optim import optax_to_numpyro
 from tqdm.auto import tqdm
 
-from compactbnn import hmc_model, mlp, train
+from compactbnn.inference import bnn
+from compactbnn.models import mlp
+from compactbnn import train
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class VIResult:
     @property
     def q(self):
         """The fit as a ``compact.Gaussian`` (mean, sd)."""
-        from compactbnn.compact import Gaussian  # local import: compact pulls in rebasin
+        from compactbnn.symmetry.compact import Gaussian  # local import: compact pulls in rebasin
 
         return Gaussian(self.mean, self.sd)
 
@@ -141,12 +143,12 @@ def kl_divergence(mean, sd, prior_sd: float) -> jax.Array:
 
 
 def minibatch_model(x, y, indices, mask, *, layer_sizes: Sequence[int], prior_sd: float):
-    """``hmc_model.bnn_model`` on the minibatch ``indices`` (B,) of the full (x, y): the indices go into its plate.
+    """``bnn.bnn_model`` on the minibatch ``indices`` (B,) of the full (x, y): the indices go into its plate.
 
     ``mask`` (B,) marks the real rows of a padded batch, or None when no batch is padded.
     """
     with handlers.substitute(data={"data": indices}):
-        hmc_model.bnn_model(x, y, layer_sizes, prior_sd, subsample_size=indices.shape[0], mask=mask)
+        bnn.bnn_model(x, y, layer_sizes, prior_sd, subsample_size=indices.shape[0], mask=mask)
 
 
 def loc_name(site: str) -> str:
@@ -172,8 +174,8 @@ def mean_field_guide(layer_sizes: Sequence[int], init_sd: float, kl_weight: floa
     log_init_sd = float(np.log(init_sd))
     shapes = {}
     for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        shapes[hmc_model.site_name(l, "weight")] = ((fan_out, fan_in), fan_in)
-        shapes[hmc_model.site_name(l, "bias")] = ((fan_out,), fan_in)
+        shapes[bnn.site_name(l, "weight")] = ((fan_out, fan_in), fan_in)
+        shapes[bnn.site_name(l, "bias")] = ((fan_out,), fan_in)
 
     def guide(*args, **kwargs):
         with handlers.scale(scale=kl_weight) if kl_weight != 1 else contextlib.nullcontext():
@@ -190,7 +192,7 @@ def mean_field_guide(layer_sizes: Sequence[int], init_sd: float, kl_weight: floa
 def guide_params(mean: mlp.Params, init_sd: float) -> dict:
     """``mean_field_guide``'s parameters for the means ``mean`` and every sd ``init_sd`` (for ``SVI.init``'s init_params)."""
     params = {}
-    for site, value in hmc_model.sites_from_params(mean).items():
+    for site, value in bnn.sites_from_params(mean).items():
         params[loc_name(site)] = jnp.array(value, jnp.float32)  # a copy: fit donates its state to the epoch
         params[log_sd_name(site)] = jnp.full(jnp.shape(value), np.log(init_sd), jnp.float32)
     return params
@@ -210,13 +212,13 @@ def make_svi(layer_sizes: tuple[int, ...], config: VIConfig) -> SVI:
 
 def variational_params(params: dict, num_layers: int) -> tuple[mlp.Params, mlp.Params]:
     """(mean, sd) pytrees from the guide's parameters (``SVI.get_params``)."""
-    mean = hmc_model.params_from_sites({s: params[loc_name(s)] for s in _sites(num_layers)}, num_layers)
-    sd = hmc_model.params_from_sites({s: jnp.exp(params[log_sd_name(s)]) for s in _sites(num_layers)}, num_layers)
+    mean = bnn.params_from_sites({s: params[loc_name(s)] for s in _sites(num_layers)}, num_layers)
+    sd = bnn.params_from_sites({s: jnp.exp(params[log_sd_name(s)]) for s in _sites(num_layers)}, num_layers)
     return mean, sd
 
 
 def _sites(num_layers: int) -> list[str]:
-    return [hmc_model.site_name(l, kind) for l in range(num_layers) for kind in ("weight", "bias")]
+    return [bnn.site_name(l, kind) for l in range(num_layers) for kind in ("weight", "bias")]
 
 
 @functools.lru_cache(maxsize=16)

@@ -15,8 +15,9 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from compactbnn import mixed_hmc, mlp
-from compactbnn.hmc_model import bnn_model
+from compactbnn.inference.hmc import mixed_precision
+from compactbnn.models import mlp
+from compactbnn.inference.bnn import bnn_model
 
 MATMUL_PRECISIONS = ("highest", "high", "default")
 INITS = ("pytorch", "prior")
@@ -133,8 +134,8 @@ class HMCConfig:
             raise ValueError(f"HMCConfig.init must be one of {INITS}, got {self.init!r}")
         if self.matmul_precision not in MATMUL_PRECISIONS:
             raise ValueError(f"HMCConfig.matmul_precision must be one of {MATMUL_PRECISIONS}, got {self.matmul_precision!r}")
-        if self.gradient_precision not in mixed_hmc.GRADIENT_PRECISIONS:
-            raise ValueError(f"HMCConfig.gradient_precision must be one of {mixed_hmc.GRADIENT_PRECISIONS}, got {self.gradient_precision!r}")
+        if self.gradient_precision not in mixed_precision.GRADIENT_PRECISIONS:
+            raise ValueError(f"HMCConfig.gradient_precision must be one of {mixed_precision.GRADIENT_PRECISIONS}, got {self.gradient_precision!r}")
 
     @property
     def kept_indices(self) -> np.ndarray:
@@ -159,10 +160,10 @@ class HMCConfig:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
-def make_kernel(layer_sizes: Sequence[int], config: HMCConfig, backend: str | None = None) -> mixed_hmc.MixedPrecisionHMC:
+def make_kernel(layer_sizes: Sequence[int], config: HMCConfig, backend: str | None = None) -> mixed_precision.MixedPrecisionHMC:
     """The HMC kernel for ``bnn_model`` with the config's step size, leapfrog steps and gradient precision.
 
-    A ``mixed_hmc.MixedPrecisionHMC`` (a NumPyro ``HMC``): with ``gradient_precision``
+    A ``mixed_precision.MixedPrecisionHMC`` (a NumPyro ``HMC``): with ``gradient_precision``
     "float32" it is NumPyro's HMC step for step; otherwise leapfrog follows the gradient of
     ``bnn_model`` with low-precision matmuls (for ``backend``, default JAX's) and the accept
     test uses the exact float32 potential. Each leapfrog step is exactly ``step_size`` (NumPyro's
@@ -171,11 +172,11 @@ def make_kernel(layer_sizes: Sequence[int], config: HMCConfig, backend: str | No
     """
     sizes = tuple(mlp.check_layer_sizes(layer_sizes))
     model = partial(bnn_model, layer_sizes=sizes, prior_sd=float(config.prior_sd))
-    product = mixed_hmc.matmul(config.gradient_precision, backend)
+    product = mixed_precision.matmul(config.gradient_precision, backend)
     if product is not None:
-        mixed_hmc.check_deterministic_reductions(backend)
+        mixed_precision.check_deterministic_reductions(backend)
     gradient_model = None if product is None else partial(bnn_model, layer_sizes=sizes, prior_sd=float(config.prior_sd), matmul=product)
-    return mixed_hmc.MixedPrecisionHMC(
+    return mixed_precision.MixedPrecisionHMC(
         model,
         gradient_model,
         step_size=float(config.step_size),

@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from compactbnn import compact, interpolation, metrics, mlp, permutation, pruning, rebasin
+from compactbnn.symmetry import compact, interpolation, permutation, rebasin
+from compactbnn.evaluation import metrics, pruning
+from compactbnn.models import mlp
 
 NOT_CURVES = ("init", "trained", "control")
 

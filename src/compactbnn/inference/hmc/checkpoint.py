@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compactbnn.hmc_config import HMCConfig
+from compactbnn.inference.hmc.settings import HMCConfig
 
 CHECKPOINT_FORMAT = 1
 STATE_FILE = "state.pkl"
@@ -84,7 +84,7 @@ class ChainResult:
 
     def summary(self) -> dict:
         """JSON-ready scalar diagnostics, including split R-hat and ESS of the test log-likelihood (one chain, split in halves)."""
-        from compactbnn import diagnostics
+        from compactbnn.inference import diagnostics
 
         out = {
             "chain": self.chain_name,

@@ -59,15 +59,15 @@ import numpy as np
 import numpyro
 from tqdm.auto import tqdm
 
-from compactbnn import mlp
+from compactbnn.models import mlp
 # The model, the config and kernel, and the checkpoint files live in their own modules; every
-# public name (and the private ones tests use) stays importable from compactbnn.hmc.
-from compactbnn.hmc_checkpoint import (  # noqa: F401
+# public name (and the private ones tests use) stays importable from compactbnn.inference.hmc.
+from compactbnn.inference.hmc.checkpoint import (  # noqa: F401
     CHECKPOINT_FORMAT, PREVIOUS_STATE_FILE, SAMPLES_FILE, STATE_FILE, TRACE_NAMES, ChainResult,
     _check_fingerprint, _read_checkpoint, _results_from_record, _write_checkpoint,
 )
-from compactbnn.hmc_config import INITS, MATMUL_PRECISIONS, HMCConfig, kept_indices, make_kernel  # noqa: F401
-from compactbnn.hmc_model import (  # noqa: F401
+from compactbnn.inference.hmc.settings import INITS, MATMUL_PRECISIONS, HMCConfig, kept_indices, make_kernel  # noqa: F401
+from compactbnn.inference.bnn import (  # noqa: F401
     _log_likelihood_of_logits, bnn_model, log_likelihood, log_prior, params_from_sites, potential_energy,
     site_name, sites_from_params,
 )

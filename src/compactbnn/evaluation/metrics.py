@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from compactbnn import mlp
+from compactbnn.models import mlp
 
 DATA_BATCH_SIZE = 1000
 SAMPLE_BATCH_SIZE = 100

@@ -1,0 +1,143 @@
+"""The model seam: what the rest of the library needs to know of a network, and nothing more.
+
+Permuting, NoT, weight and activation matching, interpolation, the compact representation, the
+NumPyro model behind HMC and VI, the ensemble trainer and the metrics are written once against a
+``Model``; ``compactbnn.models.mlp.MLP`` is one. A new architecture is a new subclass (its
+initialisation, its forward pass, its hidden activations, its parameter order and its
+permutation spec) and needs no change anywhere else.
+
+Parameters are a pytree whose top level is a sequence (or mapping) of layers, each a dict of named
+arrays; a *stack* of networks has one leading model axis on every leaf. The permutation spec
+(Git Re-Basin's design, as data) names, for each permutation, the ``(layer, parameter name,
+axis)`` triples it acts on; layers joined by a skip connection share one permutation.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Callable, Hashable
+
+import jax
+import jax.numpy as jnp
+
+Params = Any  # a pytree: a sequence or mapping of layer dicts {name: array}
+
+
+@dataclass(frozen=True)
+class PermutationSpec:
+    """Which permutation acts on which axis of which parameter (Git Re-Basin's spec as data).
+
+    ``perm_to_axes[p]`` lists the ``(layer, parameter name, axis)`` triples that permutation p
+    acts on, axes counted in one model's (unstacked) parameter. For an MLP, hidden layer l's
+    permutation takes the rows of ``params[l]["weight"]`` and ``params[l]["bias"]`` and the
+    columns of ``params[l + 1]["weight"]``. Frozen and hashable, so it can be a static argument
+    of jitted functions.
+    """
+
+    perm_to_axes: tuple[tuple[tuple[Hashable, str, int], ...], ...]
+
+    @property
+    def num_perms(self) -> int:
+        return len(self.perm_to_axes)
+
+    @cached_property
+    def axes_to_perm(self) -> dict[tuple[Hashable, str], dict[int, int]]:
+        """``{(layer, name): {axis: permutation index}}``: the inverse view of ``perm_to_axes``."""
+        table: dict[tuple[Hashable, str], dict[int, int]] = {}
+        for p, axes in enumerate(self.perm_to_axes):
+            for layer, name, axis in axes:
+                table.setdefault((layer, name), {})[axis] = p
+        return table
+
+
+class Model(abc.ABC):
+    """A network as the library sees it: a frozen, hashable description (a static argument of jit).
+
+    Subclasses are frozen dataclasses of their hyperparameters (e.g. ``MLP(layer_sizes)``).
+    """
+
+    # --- what the network is -------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def spec(self) -> PermutationSpec:
+        """The permutation spec: which permutation acts on which parameter axis."""
+
+    @property
+    @abc.abstractmethod
+    def perm_sizes(self) -> tuple[int, ...]:
+        """The number of units (or channels) each permutation of the spec acts on."""
+
+    @property
+    @abc.abstractmethod
+    def num_params(self) -> int:
+        """The number of weights and biases."""
+
+    @property
+    @abc.abstractmethod
+    def num_features(self) -> int:
+        """The number of input values per example (the last axis of x)."""
+
+    @property
+    @abc.abstractmethod
+    def num_classes(self) -> int:
+        """The number of logits per example."""
+
+    @property
+    @abc.abstractmethod
+    def sites(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """``(name, shape)`` of every parameter in PyTorch's ``parameters()`` order: NumPyro's sample sites."""
+
+    # --- what it does --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def init(self, key: jax.Array, dtype=jnp.float32) -> Params:
+        """One network initialised as PyTorch initialises it (the paper's convention)."""
+
+    def init_many(self, key: jax.Array, num_models: int, dtype=jnp.float32) -> Params:
+        """``num_models`` independent initialisations stacked along a leading model axis."""
+        return jax.vmap(lambda k: self.init(k, dtype))(jax.random.split(key, num_models))
+
+    @abc.abstractmethod
+    def apply(self, params: Params, x: jax.Array, matmul: Callable | None = None) -> jax.Array:
+        """Logits (..., num_classes) of inputs x (..., num_features); ``matmul(a, b)`` replaces ``a @ b``."""
+
+    @abc.abstractmethod
+    def hidden_activations(self, params: Params, x: jax.Array) -> list[jax.Array]:
+        """One array per permutation of the spec, (..., perm_sizes[p]): the units that permutation moves.
+
+        Leading axes are examples (and, for a convolution, positions): activation matching sums
+        products over all of them.
+        """
+
+    @abc.abstractmethod
+    def ravel(self, params: Params) -> jax.Array:
+        """One vector (..., num_params) in PyTorch's ``parameters_to_vector`` order; leading model axes kept."""
+
+    @abc.abstractmethod
+    def unravel(self, vector: jax.Array) -> Params:
+        """The inverse of ``ravel``; leading model axes kept."""
+
+    @abc.abstractmethod
+    def to_sites(self, params: Params) -> dict[str, jax.Array]:
+        """``{site name: array}`` of one network (or a stack): the names of ``sites``."""
+
+    @abc.abstractmethod
+    def from_sites(self, sites: dict[str, jax.Array]) -> Params:
+        """The parameter pytree from ``{site name: array}`` (the inverse of ``to_sites``)."""
+
+    @abc.abstractmethod
+    def check(self, params: Params, name: str = "params", batch_ndim: int = 0) -> None:
+        """Raise ``TypeError``/``ValueError`` naming ``name`` unless params fit this model (with ``batch_ndim`` model axes)."""
+
+    # --- conveniences every model shares ---------------------------------------------------
+
+    def stack_one(self, params: Params) -> Params:
+        """One network as a stack of one: every leaf gets a leading model axis of size 1."""
+        return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf)[None], params)
+
+    def num_stacked(self, params: Params) -> int:
+        """The number of networks in a stack (the leading axis of every leaf)."""
+        return int(jnp.shape(jax.tree_util.tree_leaves(params)[0])[0])
