@@ -23,7 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 import numpy as np  # noqa: E402
 
 from compactbnn import data, threads, train  # noqa: E402
-from compactbnn.models import mlp
+from compactbnn.models import mlp  # noqa: E402
+from compactbnn.models.mlp import MLP  # noqa: E402
 
 NUM_CLASSES = 10
 
@@ -82,6 +83,11 @@ def load_data(data_cfg: dict) -> dict[str, np.ndarray]:
 
 def layer_sizes(arrays: dict, model_cfg: dict) -> list[int]:
     return [arrays["x_train"].shape[1], *model_cfg["hidden"], NUM_CLASSES]
+
+
+def model(arrays: dict, model_cfg: dict) -> MLP:
+    """The configured network as a ``compactbnn.models.Model``: what every library call that touches a network takes."""
+    return MLP(tuple(layer_sizes(arrays, model_cfg)))
 
 
 def train_config(training_cfg: dict, **overrides) -> train.TrainConfig:
