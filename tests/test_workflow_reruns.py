@@ -1,5 +1,6 @@
 """What a change reruns, planned by dry runs on the session's smoke run: rebinning Figure 3, editing the plot
-code or a script, and a changed HMC config meeting protected samples."""
+code or a script, and a changed HMC config meeting protected samples; and on a copy whose smoke outputs are
+touched, not made: editing one notebook plans only its job, editing the plot code every notebook's job."""
 
 import os
 import re
@@ -8,7 +9,7 @@ from contextlib import contextmanager
 import pytest
 import yaml
 
-from conftest import snakemake
+from conftest import copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
 SMOKE = ("--configfile", "presets/smoke.yaml")
@@ -45,7 +46,7 @@ def test_rebinning_figure3_plans_only_the_figure(smoke_run, tmp_path):
 
 
 def test_editing_the_plot_code_plans_the_figure_jobs(smoke_run):
-    with edited(smoke_run.workdir / "src" / "compactbnn" / "figures.py"):
+    with edited(smoke_run.workdir / "src" / "compactbnn" / "paper" / "figures.py"):
         jobs = planned(snakemake(smoke_run.workdir, "-n", "--cores", "1", *SMOKE))
     assert {"figure1", "figure2", "figure3", "table1", "all"} <= set(jobs)
     assert all(rule.startswith(("figure", "table")) or rule == "all" for rule in jobs), jobs
@@ -77,3 +78,36 @@ def test_changed_hmc_config_stops_before_deleting_finished_chains(smoke_run, tmp
     more.write_text(yaml.safe_dump({"posterior": {"hmc": {"chains": 3, "min_accept_rate": 0.5}}}))
     assert planned(snakemake(smoke_run.workdir, "-n", "--cores", "1", *SMOKE, str(more)))["hmc_chain"] == 1
     assert planned(snakemake(smoke_run.workdir, "-n", "--cores", "1", *SMOKE)) == {}
+
+
+@pytest.fixture(scope="module")
+def touched(tmp_path_factory):
+    """A copy of the repository whose smoke outputs are empty files marked up to date (``--touch``): what a
+    change reruns is planned there in seconds, without the smoke run."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("touched"))
+    listed = snakemake(workdir, "-n", "--cores", "1", *SMOKE)
+    assert listed.returncode == 0, listed.stdout[-3000:]
+    for line in re.findall(r"^\s+output: (.+)$", listed.stdout, re.M):
+        for name in line.split(", "):
+            (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+            (workdir / name).touch()
+    result = snakemake(workdir, "--touch", "--cores", "1", *SMOKE)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert planned(snakemake(workdir, "-n", "--cores", "1", *SMOKE)) == {}
+    return workdir
+
+
+def test_editing_a_notebook_plans_only_its_job(touched):
+    notebooks = sorted((touched / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) == 7  # Figures 1-4, S1, S2 and Table 1
+    for notebook in notebooks:
+        with edited(notebook):
+            assert planned(snakemake(touched, "-n", "--cores", "1", *SMOKE)) == {notebook.stem: 1, "all": 1}
+
+
+@pytest.mark.parametrize("code", ["figures.py", "printed_numbers.py"])
+def test_editing_the_plot_code_plans_every_notebook_job_alone(touched, code):
+    notebooks = {path.stem for path in (touched / "notebooks").glob("*.ipynb")}
+    with edited(touched / "src" / "compactbnn" / "paper" / code):
+        jobs = planned(snakemake(touched, "-n", "--cores", "1", *SMOKE))
+    assert jobs == {**dict.fromkeys(notebooks, 1), "all": 1}
