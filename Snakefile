@@ -8,9 +8,10 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-# Config checks need Snakemake alone (no numpy, no JAX), so the workflow parses in any Snakemake env.
-sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
-import config_checks
+# Config checks need Snakemake alone (compactbnn.config: no numpy, no JAX), so the workflow parses in any
+# Snakemake env; src/ on the path, so that it runs this repository's code whether or not compactbnn is installed.
+sys.path.insert(0, f"{workflow.basedir}/src")
+from compactbnn.config import checks as config_checks
 
 # A bad config stops here, before any job, with one first line naming the key (or the file).
 try:

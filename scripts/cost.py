@@ -25,32 +25,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from compactbnn.config import cost  # noqa: E402
+from compactbnn.config import checks, cost  # noqa: E402
 
 FIGURES = {"cpu": REPO / "benchmarks" / "figures" / "cpu.json", "gpu": REPO / "benchmarks" / "figures" / "gpu.json"}
 
 
 def merged_config(configfiles: list[str]) -> dict:
-    """config.yaml with each configfile merged over it, nested keys one by one (as Snakemake's --configfile)."""
-    def merge(base, update):
-        for key, value in update.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                merge(base[key], value)
-            else:
-                base[key] = value
-        return base
-
-    with open(REPO / "config.yaml") as handle:
-        config = yaml.safe_load(handle)
+    """config.yaml with each configfile merged over it (as Snakemake's --configfile), checked, with the defaults filled in."""
+    config = checks.read_config_file(REPO / "config.yaml")
     for path in configfiles:
-        with open(path) as handle:
-            merge(config, yaml.safe_load(handle) or {})
-    return config
+        checks.merge(config, checks.read_config_file(path))
+    return checks.check_config(config)
 
 
 def snakemake_dag(configfiles: list[str]) -> tuple[dict, dict]:
@@ -148,11 +136,13 @@ def main(argv=None) -> int:
     parser.add_argument("--results", help="calibrate: a finished run's results/<name>")
     parser.add_argument("--note", help="calibrate: what to record about the measurement (machine load, ...)")
     args = parser.parse_args(argv)
-    if args.command == "calibrate":
-        if not args.results:
-            parser.error("calibrate needs --results")
-        return calibrate(args)
-    return estimate(args)
+    if args.command == "calibrate" and not args.results:
+        parser.error("calibrate needs --results")
+    try:
+        return calibrate(args) if args.command == "calibrate" else estimate(args)
+    except checks.ConfigError as error:  # a refused config: the key in one line, as Snakemake would say it
+        print(error, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

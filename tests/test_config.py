@@ -1,7 +1,8 @@
 """config.yaml, the paper preset, against the numbers of PAPER.md ("(code)": the authors' scripts).
 
-Settings are read the way the workflow reads them: training sections become ``train.TrainConfig``,
-the HMC kept samples come from ``hmc.kept_indices``, the NoT levels from ``experiments.not_levels``.
+Settings are read the way the workflow reads them: through the key maps of ``compactbnn.config.keys``
+training sections become ``train.TrainConfig`` and posterior.hmc ``hmc.HMCConfig`` (whose kept
+samples are ``hmc.kept_indices``); the layer sizes and NoT levels come from ``compactbnn.config.shapes``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import pytest
 import yaml
 from conftest import REPO
 
-from compactbnn.paper import experiments
-from compactbnn.inference import hmc
-from compactbnn.models import mlp
 from compactbnn import train
-
-MNIST_INPUTS, MNIST_CLASSES = 784, 10
+from compactbnn.config import keys, shapes
+from compactbnn.inference import hmc
+from compactbnn.models.mlp import MLP
+from compactbnn.paper import experiments
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +30,14 @@ def test_model_and_data(config):
     # all 60,000 training and 10,000 test images
     assert config["data"]["train_size"] is None and config["data"]["test_size"] is None
     assert config["model"]["hidden"] == [512]
-    assert mlp.num_params([MNIST_INPUTS, *config["model"]["hidden"], MNIST_CLASSES]) == 407_050
+    assert shapes.widths(config) == [784, 512, 10]
+    assert shapes.num_params(shapes.widths(config)) == MLP((784, 512, 10)).num_params == 407_050
 
 
 def test_experiment_a(config):
     section = config["not_experiment"]
     assert section["runs"] == 5
-    levels = experiments.not_levels(min(config["model"]["hidden"]), section["levels"])
+    levels = shapes.not_levels(min(config["model"]["hidden"]), section["levels"])
     assert section["levels"] == 50
     np.testing.assert_array_equal(levels, np.linspace(1, 511, 50).astype(int))  # (code)
     assert len(levels) == 50 and levels[0] == 1 and levels[-1] == 511
@@ -46,7 +47,7 @@ def test_experiment_a(config):
 @pytest.mark.parametrize("section", ["not_experiment", "interpolation"])
 def test_sgd_training_of_experiments_a_and_b(config, section):
     """(code) SGD, momentum 0.9, lr 1e-3, batch 64, 50 epochs, plain cross-entropy."""
-    training = train.TrainConfig(**config[section]["training"])
+    training = train.TrainConfig(**keys.train_kwargs(config[section]["training"]))
     assert training.optimizer == "sgd"
     assert training.learning_rate == pytest.approx(1e-3)
     assert training.momentum == pytest.approx(0.9)
@@ -71,7 +72,9 @@ def test_hmc(config):
     assert section["iterations"] == 10_000
     assert section["seed"] == 123  # (code)
     assert section["init"] == "pytorch"
-    kept = hmc.kept_indices(section["keep_first"], section["keep_last"], section["num_kept"])
+    settings = hmc.HMCConfig(**keys.hmc_kwargs(section, config["posterior"]["prior_sd"], config["matmul_precision"]))
+    assert (settings.num_iterations, settings.num_warmup, settings.adapt_step_size) == (10_000, 0, False)
+    kept = settings.kept_indices
     # (code) hamiltorch's list indices linspace(500, 9899, 1000, dtype=int) with burn = 100 are the
     # states after transitions 601..10,000: our iterations 600..9999 (tests/test_hmc.py works it out)
     np.testing.assert_array_equal(kept, 100 + np.linspace(500, 9899, 1000, dtype=int))
@@ -82,7 +85,7 @@ def test_hmc(config):
 def test_ensemble(config):
     section = config["posterior"]["ensemble"]
     assert section["members"] == 5
-    training = train.TrainConfig(**section["training"])
+    training = train.TrainConfig(**keys.train_kwargs(section["training"]))
     assert training.optimizer == "adam"
     assert training.learning_rate == pytest.approx(1e-3)
     assert training.batch_size == 100
@@ -111,3 +114,17 @@ def test_compact_representation(config):
 
 def test_barrier_definition(config):
     assert config["figures"]["barrier"] == "max"  # the paper's definition (the code's is midpoint)
+
+
+@pytest.mark.parametrize("width", [2, 3, 4, 16, 32, 100, 511, 512, 1000])
+@pytest.mark.parametrize("num_levels", [1, 2, 3, 5, 7, 10, 49, 50, 100, 600])
+def test_not_levels_without_numpy_equal_numpys_linspace(width, num_levels):
+    """shapes.not_levels repeats numpy's arithmetic: the authors' linspace(1, width - 1, n).astype(int), each level once."""
+    expected = np.unique(np.linspace(1, width - 1, num_levels).astype(np.int32)).tolist()
+    assert list(shapes.not_levels(width, num_levels)) == expected
+
+
+@pytest.mark.parametrize("width, num_levels", [(1, 5), (16, 0)])
+def test_not_levels_refuses_what_has_no_level(width, num_levels):
+    with pytest.raises(ValueError):
+        shapes.not_levels(width, num_levels)

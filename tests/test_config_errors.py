@@ -1,31 +1,35 @@
-"""Bad configs are refused before any job, the key (or file) named in the message's first line."""
+"""Bad configs are refused before any job, the key (or file) named in the message's first line.
+
+The config dataclasses refuse bad fields by the same rules (``compactbnn.config.fields``).
+"""
 
 from __future__ import annotations
 
 import copy
 import os
+import subprocess
 import sys
 
 import pytest
 
 from conftest import REPO, copy_workflow, snakemake
 
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-import config_checks  # noqa: E402
-from config_checks import ConfigError, check_config  # noqa: E402
+from compactbnn.config import checks, keys, shapes
+from compactbnn.config.checks import ConfigError, check_config
+from compactbnn.config.datasets import NUM_EXAMPLES, NUM_FEATURES
 
 NAN, INF = float("nan"), float("inf")
 DELETE = object()  # an override that removes the key
 
 
 def _smoke_config() -> dict:
-    cfg = config_checks.read_config_file(REPO / "config.yaml")
-    config_checks._merge(cfg, config_checks.read_config_file(REPO / "presets" / "smoke.yaml"))
+    cfg = checks.read_config_file(REPO / "config.yaml")
+    checks.merge(cfg, checks.read_config_file(REPO / "presets" / "smoke.yaml"))
     return cfg
 
 
 SMOKE = _smoke_config()
-SCHEMA = config_checks.load_schema()
+SCHEMA = checks.load_schema()
 
 
 def _apply(cfg: dict, override: dict) -> dict:
@@ -159,9 +163,9 @@ def test_several_problems_are_listed_after_the_first_line():
 
 @pytest.mark.parametrize("preset", [None, "quick", "smoke"])
 def test_every_preset_passes_and_gets_the_defaults(preset):
-    cfg = config_checks.read_config_file(REPO / "config.yaml")
+    cfg = checks.read_config_file(REPO / "config.yaml")
     if preset:
-        config_checks._merge(cfg, config_checks.read_config_file(REPO / "presets" / f"{preset}.yaml"))
+        checks.merge(cfg, checks.read_config_file(REPO / "presets" / f"{preset}.yaml"))
     check_config(cfg, SCHEMA)
     assert cfg["conda_env"] == "cpu" and cfg["posterior"]["hmc"]["min_accept_rate"] == 0.05
 
@@ -181,52 +185,88 @@ def test_config_file_that_is_not_a_mapping_is_named(tmp_path, text, problem):
     path = tmp_path / "broken.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as caught:
-        config_checks.read_config_file(path)
+        checks.read_config_file(path)
     first = str(caught.value).splitlines()[0]
     assert first.startswith(f"config file {path}: ") and problem in first, first
 
 
-def test_hmc_rules_agree_with_the_library():
-    """Every posterior.hmc case the config check refuses, HMCConfig refuses too; the presets pass both."""
+@pytest.mark.parametrize("override, field", [
+    ({"posterior.hmc.keep_last": 60}, "keep_last"),
+    ({"posterior.hmc.keep_first": 60}, "keep_first"),
+    ({"posterior.hmc.num_kept": 50}, "num_kept"),
+    ({"posterior.hmc.adapt_step_size": True}, "num_warmup"),
+    ({"posterior.hmc.warmup": 5}, "num_warmup"),
+])
+def test_hmc_config_refuses_by_the_rule_that_names_the_key(override, field):
+    """One rule: the check names the key that HMCConfig, built from the same section, names as its field."""
+    from compactbnn.config.fields import FieldError
     from compactbnn.inference import hmc
 
-    def hmc_config(cfg):
-        h = cfg["posterior"]["hmc"]
-        return hmc.HMCConfig(step_size=h["step_size"], num_steps=h["num_steps"], num_iterations=h["iterations"],
-                             keep_first=h["keep_first"], keep_last=h["keep_last"], num_kept=h["num_kept"],
-                             chunk_size=h["chunk_size"], prior_sd=cfg["posterior"]["prior_sd"],
-                             adapt_step_size=h["adapt_step_size"], num_warmup=h["warmup"], init=h["init"])
+    cfg = _apply(SMOKE, override)
+    with pytest.raises(ConfigError) as refused:
+        check_config(cfg, SCHEMA)  # fills in the defaults before it refuses
+    with pytest.raises(FieldError) as caught:
+        hmc.HMCConfig(**keys.hmc_kwargs(cfg["posterior"]["hmc"], cfg["posterior"]["prior_sd"], cfg["matmul_precision"]))
+    assert caught.value.field == field and str(caught.value).startswith(f"HMCConfig.{field} must be ")
+    assert str(refused.value).startswith(f"config key {keys.HMC_KEYS[field]}: must be "), str(refused.value)
 
-    fields = ("step_size", "num_steps", "iterations", "keep_first", "keep_last", "num_kept", "chunk_size",
-              "adapt_step_size", "warmup", "init")
-    cases = [o for o, _ in BAD_CONFIGS if all(k.split(".")[-1] in fields and k.startswith("posterior.hmc.") for k in o)]
-    assert len(cases) >= 8
-    for override in cases:
-        cfg = _apply(SMOKE, override)
-        with pytest.raises(ConfigError):
-            check_config(copy.deepcopy(cfg), SCHEMA)
-        with pytest.raises((TypeError, ValueError)):
-            hmc_config(cfg)
-    hmc_config(check_config(copy.deepcopy(SMOKE), SCHEMA))
+
+def test_presets_build_the_library_configs():
+    from compactbnn import train
+    from compactbnn.inference import hmc, vi
+
+    cfg = check_config(copy.deepcopy(SMOKE), SCHEMA)
+    posterior = cfg["posterior"]
+    config = hmc.HMCConfig(**keys.hmc_kwargs(posterior["hmc"], posterior["prior_sd"], cfg["matmul_precision"]))
+    assert config.num_iterations == posterior["hmc"]["iterations"] and config.num_warmup == posterior["hmc"]["warmup"]
+    assert vi.VIConfig(**keys.vi_kwargs(posterior["vi"], posterior["prior_sd"])).init_sd == posterior["vi"]["init_sd"]
+    for section in keys.TRAINING_SECTIONS:
+        train.TrainConfig(**keys.train_kwargs(keys.lookup(cfg, section), prior_sd=posterior["prior_sd"]))
+
+
+@pytest.mark.parametrize("field, value", [("batch_size", True), ("batch_size", 2.5), ("batch_size", 64.0),
+                                          ("epochs", False), ("epochs", 2.5), ("learning_rate", True),
+                                          ("learning_rate", float("inf")), ("momentum", 1.0), ("optimizer", "rmsprop")])
+def test_train_config_refuses_a_bool_and_a_fraction_as_an_integer(field, value):
+    from compactbnn import train
+
+    with pytest.raises(ValueError, match=f"^TrainConfig.{field} must "):
+        train.TrainConfig(**{field: value})
+
+
+def test_the_three_config_dataclasses_refuse_in_one_style():
+    import numpy as np
+
+    from compactbnn import train
+    from compactbnn.config.fields import FieldError
+    from compactbnn.inference import hmc, vi
+
+    for cls, field in ((train.TrainConfig, "batch_size"), (vi.VIConfig, "batch_size"), (hmc.HMCConfig, "num_steps")):
+        for value in (True, 2.5, 0):
+            with pytest.raises(FieldError) as caught:
+                cls(**{field: value})
+            assert caught.value.field == field and str(caught.value).startswith(f"{cls.__name__}.{field} must be ")
+        assert getattr(cls(**{field: np.int64(7)}), field) == 7  # numpy's integers are integers
 
 
 def test_constants_without_numpy_equal_the_library():
-    from compactbnn.paper import claims
     from compactbnn import data
-    from compactbnn.models import mlp
+    from compactbnn.models.mlp import MLP
 
-    assert config_checks.CLAIM_IDS == claims.CLAIM_IDS
     digits = data.load("digits")
-    assert config_checks.NUM_EXAMPLES["digits"] == (len(digits["y_train"]), len(digits["y_test"]))
-    assert config_checks.NUM_FEATURES["digits"] == digits["x_train"].shape[1]
-    assert config_checks.num_params([784, 512, 10]) == mlp.num_params([784, 512, 10]) == 407050
-    assert config_checks.num_params([64, 32, 16, 10]) == mlp.num_params([64, 32, 16, 10])
+    assert NUM_EXAMPLES["digits"] == (len(digits["y_train"]), len(digits["y_test"]))
+    assert NUM_FEATURES["digits"] == digits["x_train"].shape[1]
+    assert shapes.num_params([784, 512, 10]) == MLP((784, 512, 10)).num_params == 407050
+    assert shapes.num_params([64, 32, 16, 10]) == MLP((64, 32, 16, 10)).num_params
+    smoke = check_config(copy.deepcopy(SMOKE), SCHEMA)
+    model = MLP(tuple(shapes.widths(smoke)))
+    assert (model.num_features, model.num_classes) == (digits["x_train"].shape[1], len(set(digits["y_train"].tolist())))
 
 
 def test_results_path_blocked_by_a_file_is_refused_in_one_line(tmp_path):
     (tmp_path / "results").write_text("a file where the results directory should be")
     with pytest.raises(ConfigError) as caught:
-        config_checks.check_results_writable(tmp_path / "results" / "smoke")
+        checks.check_results_writable(tmp_path / "results" / "smoke")
     assert str(caught.value) == f"config key name: {tmp_path / 'results' / 'smoke'} cannot be created: {tmp_path / 'results'} is not a directory"
 
 
@@ -236,11 +276,11 @@ def test_read_only_results_directory_is_refused_in_one_line(tmp_path):
     (tmp_path / "results").chmod(0o555)
     try:
         with pytest.raises(ConfigError) as caught:
-            config_checks.check_results_writable(tmp_path / "results" / "smoke")
+            checks.check_results_writable(tmp_path / "results" / "smoke")
     finally:
         (tmp_path / "results").chmod(0o755)
     assert len(str(caught.value).splitlines()) == 1 and str(tmp_path / "results") in str(caught.value)
-    config_checks.check_results_writable(tmp_path / "results" / "smoke")
+    checks.check_results_writable(tmp_path / "results" / "smoke")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,9 +324,17 @@ def test_broken_config_yaml_is_named_by_snakemake(workdir):
 
 
 def test_config_checks_import_neither_numpy_nor_jax():
-    import subprocess
-
-    code = ("import sys; sys.path.insert(0, 'workflow/scripts'); import config_checks; "
+    """The Snakefile imports compactbnn.config and its checks while parsing, with Snakemake alone."""
+    code = ("import sys; sys.path.insert(0, 'src'); import compactbnn.config, compactbnn.config.checks; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'jax', 'pandas')))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_config_checks_command_checks_merged_files(tmp_path):
+    command = [sys.executable, str(REPO / "workflow" / "scripts" / "config_checks.py")]
+    result = subprocess.run(command + ["presets/quick.yaml"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == "config quick: valid\n", result.stdout + result.stderr
+    (tmp_path / "bad.yaml").write_text("posterior:\n  hmc:\n    keep_last: 100000\n")
+    result = subprocess.run(command + ["presets/quick.yaml", str(tmp_path / "bad.yaml")], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.startswith("config key posterior.hmc.keep_last: must be < posterior.hmc.iterations")

@@ -1,5 +1,5 @@
 # Helpers shared by every stage: output paths, data inputs, conda environments. The config was
-# checked by the Snakefile (workflow/scripts/config_checks.py) before this file is read.
+# checked by the Snakefile (compactbnn.config.checks) before this file is read.
 import hashlib
 import json
 import sys
@@ -7,8 +7,8 @@ from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
-import config_checks
-from config_checks import layer_sizes, num_params
+from compactbnn.config import checks as config_checks
+from compactbnn.config.shapes import num_params, widths
 
 R = f"results/{config['name']}"
 # Conda environment of every rule, used with --sdm conda: envs/cpu.yaml, or envs/gpu.yaml (CUDA 12 jax)
@@ -85,7 +85,7 @@ def hmc_samples_mb(chains):
     return (
         chains
         * config["posterior"]["hmc"]["num_kept"]
-        * num_params(layer_sizes(config))
+        * num_params(widths(config))
         * 4
         / 1e6
     )

@@ -34,38 +34,30 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Input dimension, training and test images of each data set (data.load).
-DATASETS = {"mnist": (784, 60_000, 10_000), "digits": (64, 1_438, 359)}
-NUM_CLASSES = 10
+from compactbnn.config.datasets import KNOWN_DATASETS, NUM_EXAMPLES
+from compactbnn.config.shapes import not_levels, num_params, widths
+
 KINDS = ("hmc_float32", "hmc_tf32", "hmc_bfloat16", "train", "ensemble", "vi", "forward", "alignment")
 
 
 @dataclass
 class Sizes:
-    layer_sizes: list[int]
+    widths: list[int]
     num_params: int
     num_train: int
     num_test: int
 
 
 def sizes_of(config: dict) -> Sizes:
-    """Layer sizes, parameters, training and test images of a (merged) workflow config."""
+    """Widths of the layers, parameters, training and test images of a (merged) workflow config."""
     dataset = config["data"]["dataset"]
-    if dataset not in DATASETS:
-        raise ValueError(f"data.dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
-    dim, train, test = DATASETS[dataset]
+    if dataset not in KNOWN_DATASETS:
+        raise ValueError(f"data.dataset must be one of {sorted(KNOWN_DATASETS)}, got {dataset!r}")
+    train, test = NUM_EXAMPLES[dataset]
     train = min(train, config["data"].get("train_size") or train)
     test = min(test, config["data"].get("test_size") or test)
-    sizes = [dim, *config["model"]["hidden"], NUM_CLASSES]
-    params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
-    return Sizes(sizes, params, train, test)
-
-
-def _levels(width: int, levels: int) -> int:
-    # experiments.not_levels: unique ints of linspace(1, width - 1, levels)
-    if levels == 1:
-        return 1
-    return len({int(1 + (width - 2) * i / (levels - 1)) for i in range(levels)})
+    sizes = widths(config)
+    return Sizes(sizes, num_params(sizes), train, test)
 
 
 def job_work(rule: str, config: dict) -> dict[str, float]:
@@ -75,12 +67,12 @@ def job_work(rule: str, config: dict) -> dict[str, float]:
     post = config["posterior"]
     if rule == "train_not_run":
         cfg = config["not_experiment"]
-        levels = _levels(min(s.layer_sizes[1:-1]), cfg["levels"])
+        levels = len(not_levels(min(s.widths[1:-1]), cfg["levels"]))
         models = 2 * levels if cfg.get("pairs", "independent") == "independent" else levels + 1
         return {"train": models * cfg["training"]["epochs"] * N * P}
     if rule == "analyse_not_run":
         cfg = config["not_experiment"]
-        levels = _levels(min(s.layer_sizes[1:-1]), cfg["levels"])
+        levels = len(not_levels(min(s.widths[1:-1]), cfg["levels"]))
         split = N if cfg.get("split", "train") == "train" else T
         match = min(N, cfg.get("match_size") or N)
         # two alignments per level (trained pair, pair at init); three curves, each before and after
