@@ -5,7 +5,7 @@ likelihood over the whole training set, so a gradient is the floor of a step's c
 ms_per_gradient / ms_per_leapfrog (goal >= 0.9) says how much NumPyro's kernel, the chunk loop
 and the bookkeeping of ``compactbnn.inference.hmc`` add on top.
 
-* HMC: the compiled chunk that ``hmc.run_chain`` runs (NumPyro's HMC kernel, fixed step size,
+* HMC: the compiled chunk that ``hmc.run_chain`` runs (``hmc.programs.compile_programs``) (NumPyro's HMC kernel, fixed step size,
   kept-sample buffer and per-iteration traces), timed per call with ``--iterations`` iterations
   of ``num_steps`` leapfrog steps; compilation and checkpoint writing are outside the timing.
 * Gradient: ``jax.jit(jax.grad(hmc.potential_energy))``, the same potential in plain JAX, called
@@ -22,7 +22,7 @@ reported, and the ratio of the minima as well (robust to other jobs sharing the 
   per iteration there, default 5).
 
 Each gradient precision (``--gradient-precision``, default all three) is measured in turn: the
-HMC kernel of ``mixed_hmc`` with TF32 or bfloat16 leapfrog gradients against a bare gradient
+HMC kernel of ``mixed_precision`` with TF32 or bfloat16 leapfrog gradients against a bare gradient
 with the same matmuls (emulated on CPUs, so there the low precisions cost more, not less). On
 GPUs the process sets ``mixed_precision.DETERMINISTIC_GPU_FLAG`` for every precision.
 
@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,7 +46,8 @@ from numpyro.infer.util import potential_energy as numpyro_potential_energy
 from compactbnn import data
 from compactbnn.inference import hmc
 from compactbnn.inference.hmc import mixed_precision
-from compactbnn.models import mlp
+from compactbnn.inference.hmc.programs import chunk_slots, compile_programs
+from compactbnn.models import MLP
 
 mixed_precision.set_deterministic_reductions()  # before JAX starts its backends (GPU reductions for reversibility)
 
@@ -63,7 +63,7 @@ def measure(x, y, sizes, num_steps, iterations, gradients, repeats, precision, g
             numpyro_gradient=True):
     """Median ms per leapfrog step (HMC chunk) and per bare gradient, timed alternately.
 
-    ``gradient_precision``: of the leapfrog gradient (``mixed_hmc``); the bare gradient uses the
+    ``gradient_precision``: of the leapfrog gradient (``mixed_precision``); the bare gradient uses the
     same matmuls. ``warmup=False`` times the first chunk, from the initial state, so its
     acceptance is that of the first ``iterations`` iterations from the PyTorch-default init.
     ``numpyro_gradient=False`` skips the reference timing of NumPyro's own potential gradient.
@@ -71,32 +71,30 @@ def measure(x, y, sizes, num_steps, iterations, gradients, repeats, precision, g
     config = hmc.HMCConfig(step_size=1e-3, num_steps=num_steps, num_iterations=iterations, keep_first=0,
                            keep_last=iterations - 1, num_kept=1, chunk_size=iterations, matmul_precision=precision,
                            gradient_precision=gradient_precision)
-    with tempfile.TemporaryDirectory() as tmp, jax.default_matmul_precision(precision):
-        # The engine of run_chain, to call its compiled chunk directly (same program as run_chain's).
-        engine = hmc._Engine(x, y, sizes, config, [jax.random.PRNGKey(0)], Path(tmp), init_params=None,
-                             x_test=None, y_test=None, vectorized=False, chain_names=["bench"])
-        engine.x_dev, engine.y_dev = jnp.asarray(engine.x), jnp.asarray(engine.y)
+    model = MLP(tuple(sizes))
+    with jax.default_matmul_precision(precision):
+        # The programs run_chain runs (same compiled chunk), called directly.
+        x_dev, y_dev = jnp.asarray(np.asarray(x, np.float32)), jnp.asarray(np.asarray(y, np.int32))
         start = time.perf_counter()
-        programs, _ = engine._programs()
-        state = jax.device_get(programs["init"](engine.keys[0], engine.x_dev, engine.y_dev, None))
-        slots, _ = engine._slots(0, iterations)
-        chunk = programs["chunk"]
+        programs = compile_programs(model, config, int(x.shape[0]), None, 1, False, jax.default_backend())
+        state = jax.device_get(programs.init(np.asarray(jax.random.PRNGKey(0)), x_dev, y_dev, None))
+        slots, _ = chunk_slots(config, 0, iterations)
+        chunk = programs.chunk
         compile_hmc = time.perf_counter() - start
 
-        params = mlp.init(jax.random.PRNGKey(1), sizes)
+        params = model.init(jax.random.PRNGKey(1))
         product = mixed_precision.matmul(gradient_precision)
-        grad = jax.jit(jax.grad(lambda p, x, y: hmc.potential_energy(p, x, y, config.prior_sd, product)))
-        model_args = (engine.x_dev, engine.y_dev, tuple(sizes), config.prior_sd)
-        grad_numpyro = jax.jit(jax.grad(lambda z, x, y: numpyro_potential_energy(hmc.bnn_model, (x, y) + model_args[2:], {}, z)))
-        sites = hmc.sites_from_params(params)
-        jax.block_until_ready(grad(params, engine.x_dev, engine.y_dev))
+        grad = jax.jit(jax.grad(lambda p, x, y: hmc.potential_energy(model, p, x, y, config.prior_sd, product)))
+        grad_numpyro = jax.jit(jax.grad(lambda z, x, y: numpyro_potential_energy(hmc.bnn_model, (model, x, y, config.prior_sd), {}, z)))
+        sites = model.to_sites(params)
+        jax.block_until_ready(grad(params, x_dev, y_dev))
         if numpyro_gradient:
-            jax.block_until_ready(grad_numpyro(sites, engine.x_dev, engine.y_dev))
+            jax.block_until_ready(grad_numpyro(sites, x_dev, y_dev))
 
         def time_chunk():
             nonlocal state
             t0 = time.perf_counter()
-            out = chunk(state, engine.x_dev, engine.y_dev, np.int32(iterations), slots)
+            out = chunk(state, x_dev, y_dev, np.int32(iterations), slots)
             jax.block_until_ready(out)
             elapsed = time.perf_counter() - t0
             state = jax.device_get(out[0])
@@ -105,14 +103,14 @@ def measure(x, y, sizes, num_steps, iterations, gradients, repeats, precision, g
         def time_grad(fn, arg):
             t0 = time.perf_counter()
             for _ in range(gradients):
-                g = fn(arg, engine.x_dev, engine.y_dev)
+                g = fn(arg, x_dev, y_dev)
             jax.block_until_ready(g)
             return 1e3 * (time.perf_counter() - t0) / gradients
 
         if warmup:
             time_chunk()  # warm-up run of the compiled chunk
         else:  # one iteration, discarded: the timed chunk starts at the init but without first-call costs
-            jax.block_until_ready(chunk(state, engine.x_dev, engine.y_dev, np.int32(1), slots))
+            jax.block_until_ready(chunk(state, x_dev, y_dev, np.int32(1), slots))
         leapfrog, grads, grads_numpyro, accepts = [], [], [], []
         for _ in range(repeats):
             ms, accept = time_chunk()

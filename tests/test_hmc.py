@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 
 import jax
 import jax.numpy as jnp
@@ -14,10 +15,11 @@ from scipy.special import log_softmax
 from scipy.stats import norm
 
 from compactbnn.inference import diagnostics, hmc
-from compactbnn.models import mlp
 from compactbnn.inference.diagnostics import az
+from compactbnn.inference.hmc import programs
+from compactbnn.models import MLP
 
-SIZES = [64, 12, 10]
+MODEL = MLP((64, 12, 10))
 N_TRAIN = 400
 
 # Two chunks of 10 iterations, 20 leapfrog steps each; 8 kept samples over iterations 4..19.
@@ -34,7 +36,7 @@ def problem(digits):
 
 def sample(problem, tmp_path, name, config=SMALL, seed=0, **kwargs):
     kwargs.setdefault("progress", False)
-    return hmc.run_chain(problem["x"], problem["y"], SIZES, config, jax.random.PRNGKey(seed), tmp_path / name,
+    return hmc.run_chain(MODEL, problem["x"], problem["y"], config, jax.random.PRNGKey(seed), tmp_path / name,
                          x_test=problem["x_test"], y_test=problem["y_test"], **kwargs)
 
 
@@ -55,12 +57,12 @@ def hand_potential(params, x, y, prior_sd):
 
 def test_potential_energy_is_minus_log_prior_minus_log_likelihood(problem):
     prior_sd = 0.7
-    params = mlp.init(jax.random.PRNGKey(3), SIZES)
+    params = MODEL.init(jax.random.PRNGKey(3))
     params = jax.tree.map(lambda a: 3 * a, params)  # away from zero, so the prior term matters
     expected = hand_potential(params, problem["x"], problem["y"], prior_sd)
-    model_args = (jnp.asarray(problem["x"]), jnp.asarray(problem["y"]), SIZES, prior_sd)
-    numpyro_value = jax.jit(lambda z: numpyro_potential_energy(hmc.bnn_model, model_args, {}, z))(hmc.sites_from_params(params))
-    plain_value = hmc.potential_energy(params, problem["x"], problem["y"], prior_sd)
+    model_args = (MODEL, jnp.asarray(problem["x"]), jnp.asarray(problem["y"]), prior_sd)
+    numpyro_value = jax.jit(lambda z: numpyro_potential_energy(hmc.bnn_model, model_args, {}, z))(MODEL.to_sites(params))
+    plain_value = hmc.potential_energy(MODEL, params, problem["x"], problem["y"], prior_sd)
     assert abs(expected) > 100
     np.testing.assert_allclose(float(numpyro_value), expected, rtol=2e-6)
     np.testing.assert_allclose(float(plain_value), expected, rtol=2e-6)
@@ -69,10 +71,10 @@ def test_potential_energy_is_minus_log_prior_minus_log_likelihood(problem):
 def test_kernel_takes_configured_step_size_and_path_length(problem):
     """One iteration of the kernel equals num_steps hand-made leapfrog steps of size step_size."""
     config = dataclasses.replace(SMALL, step_size=2e-3, num_steps=7)
-    kernel = hmc.make_kernel(SIZES, config)
+    kernel = hmc.make_kernel(MODEL, config)
     assert kernel._step_size == 2e-3 and kernel._num_steps == 7 and kernel._trajectory_length is None
     x, y = jnp.asarray(problem["x"]), jnp.asarray(problem["y"])
-    z0 = hmc.sites_from_params(mlp.init(jax.random.PRNGKey(1), SIZES))
+    z0 = MODEL.to_sites(MODEL.init(jax.random.PRNGKey(1)))
     state = jax.jit(lambda z: kernel.init(jax.random.PRNGKey(2), 0, init_params=z, model_args=(x, y), model_kwargs={}))(z0)
     new = jax.jit(lambda s: kernel.sample(s, (x, y), {}))(state)
     assert float(new.adapt_state.step_size) == np.float32(2e-3)
@@ -83,7 +85,7 @@ def test_kernel_takes_configured_step_size_and_path_length(problem):
     # Rebuild the momentum NumPyro drew (same key split as its sample_kernel) and integrate by hand.
     _, momentum_key, _ = jax.random.split(state.rng_key, 3)
     r = momentum_generator(state.z, state.adapt_state.mass_matrix_sqrt, momentum_key)
-    grad = jax.grad(lambda z: hmc.potential_energy(hmc.params_from_sites(z, 2), x, y, config.prior_sd))
+    grad = jax.grad(lambda z: hmc.potential_energy(MODEL, MODEL.from_sites(z), x, y, config.prior_sd))
     eps = config.step_size
 
     @jax.jit
@@ -161,7 +163,7 @@ def test_adaptation_needs_warmup():
 
 def test_interrupted_and_resumed_run_equals_uninterrupted_run(problem, tmp_path):
     full = sample(problem, tmp_path, "full")
-    assert full.complete and full.samples.shape == (8, mlp.num_params(SIZES)) and full.samples.dtype == np.float32
+    assert full.complete and full.samples.shape == (8, MODEL.num_params) and full.samples.dtype == np.float32
     np.testing.assert_array_equal(full.kept_indices, SMALL.kept_indices)
     assert 0.5 < full.accept_rate <= 1.0 and full.num_divergent == 0 and full.num_nan_energy == 0
     assert full.step_size == pytest.approx(1e-3) and full.num_steps == 20
@@ -169,15 +171,15 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(problem, tmp_path)
     assert np.all(np.isfinite(full.traces["log_likelihood"])) and full.traces["log_likelihood"].shape == (20,)
     assert full.test_log_likelihood.shape == (8,) and np.all(full.test_log_likelihood < 0)
     # The trace's log-likelihood (from NumPyro's potential energy) is the log-likelihood of the state.
-    last = mlp.unravel(jnp.asarray(full.samples[-1]), SIZES)
+    last = MODEL.unravel(jnp.asarray(full.samples[-1]))
     np.testing.assert_allclose(full.traces["log_likelihood"][-1],
-                               float(hmc.log_likelihood(last, problem["x"], problem["y"])), rtol=1e-4)
+                               float(hmc.log_likelihood(MODEL, last, problem["x"], problem["y"])), rtol=1e-4)
     # Samples move: consecutive kept samples differ.
     assert np.all(np.abs(np.diff(full.samples, axis=0)).max(axis=1) > 0)
 
     part = sample(problem, tmp_path, "resumed", max_chunks=1)
     assert not part.complete and part.completed_iterations == 10 and len(part.samples) == 3  # kept 4, 6, 8
-    hmc._PROGRAMS.clear()  # as a new process would: compile again
+    programs.compile_programs.cache_clear()  # not needed, but as a new process would: compile again
     resumed = sample(problem, tmp_path, "resumed")
     assert resumed.complete
     np.testing.assert_array_equal(resumed.samples, full.samples)
@@ -188,28 +190,56 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(problem, tmp_path)
     # A finished checkpoint is returned as it is, and load_chain reads it without data.
     again = sample(problem, tmp_path, "resumed")
     np.testing.assert_array_equal(again.samples, full.samples)
-    loaded = hmc.load_chain(tmp_path / "resumed")
+    loaded = hmc.load_chain(MODEL, tmp_path / "resumed")
     np.testing.assert_array_equal(loaded.samples, full.samples)
     assert loaded.summary()["num_kept"] == 8
+    other = MLP((64, 13, 10))
+    with pytest.raises(ValueError, match=r"holds chains of MLP\(layer_sizes=\(64, 12, 10\)\), not of MLP\(layer_sizes=\(64, 13, 10\)\)"):
+        hmc.load_chain(other, tmp_path / "resumed")
 
     # Resuming with another config, key or data is refused.
     with pytest.raises(ValueError, match="config.step_size"):
         sample(problem, tmp_path, "resumed", config=dataclasses.replace(SMALL, step_size=2e-3))
     with pytest.raises(ValueError, match="keys differs"):
         sample(problem, tmp_path, "resumed", seed=1)
+    with pytest.raises(ValueError, match="model differs"):
+        hmc.run_chain(other, problem["x"], problem["y"], SMALL, jax.random.PRNGKey(0), tmp_path / "resumed", progress=False)
     with pytest.raises(ValueError, match="refusing to mix runs"):
-        hmc.run_chain(problem["x"][:300], problem["y"][:300], SIZES, SMALL, jax.random.PRNGKey(0), tmp_path / "resumed", progress=False)
+        hmc.run_chain(MODEL, problem["x"][:300], problem["y"][:300], SMALL, jax.random.PRNGKey(0), tmp_path / "resumed", progress=False)
+
+
+def test_a_checkpoint_of_another_format_is_refused_not_taken_for_a_damaged_one(problem, tmp_path):
+    directory = tmp_path / "old"
+    directory.mkdir()
+    (directory / hmc.STATE_FILE).write_bytes(pickle.dumps({"fingerprint": {"format": 1}}))
+    with pytest.raises(ValueError, match=f"format 1, this version reads format {hmc.CHECKPOINT_FORMAT}; delete it"):
+        sample(problem, tmp_path, "old")
+    (directory / hmc.STATE_FILE).write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(ValueError, match="is no HMC checkpoint"):
+        hmc.load_chain(MODEL, directory)
+    with pytest.raises(FileNotFoundError, match="no HMC checkpoint"):
+        hmc.load_chain(MODEL, tmp_path / "nothing")
+
+
+def test_initial_parameters_as_a_pytree_equal_the_same_vector(problem, tmp_path):
+    params = MODEL.init(jax.random.PRNGKey(9))
+    config = dataclasses.replace(SMALL, num_iterations=10, keep_first=2, keep_last=9, num_kept=2)
+    as_tree = sample(problem, tmp_path, "tree", config=config, init_params=params)
+    as_vector = sample(problem, tmp_path, "vector", config=config, init_params=np.asarray(MODEL.ravel(params)))
+    np.testing.assert_array_equal(as_tree.samples, as_vector.samples)
+    with pytest.raises(ValueError, match="init_params of chain"):
+        sample(problem, tmp_path, "wrong", config=config, init_params=MLP((64, 13, 10)).init(jax.random.PRNGKey(9)))
 
 
 def test_nan_data_is_refused(problem, tmp_path):
     x = problem["x"].copy()
     x[7, 3] = np.nan
     with pytest.raises(ValueError, match=r"x contains 1 NaN"):
-        hmc.run_chain(x, problem["y"], SIZES, SMALL, jax.random.PRNGKey(0), tmp_path / "nan", progress=False)
+        hmc.run_chain(MODEL, x, problem["y"], SMALL, jax.random.PRNGKey(0), tmp_path / "nan", progress=False)
 
 
 def test_nan_initial_parameters_raise_naming_chain_and_iteration(problem, tmp_path):
-    init = np.asarray(mlp.ravel(mlp.init(jax.random.PRNGKey(0), SIZES))).copy()
+    init = np.asarray(MODEL.ravel(MODEL.init(jax.random.PRNGKey(0)))).copy()
     init[5] = np.nan
     with pytest.raises(FloatingPointError, match="chain7.*iteration 4 .*energy was NaN at 10 of"):
         sample(problem, tmp_path, "naninit", init_params=init, chain_name="chain7")
@@ -227,10 +257,10 @@ def test_sequential_and_vectorized_chains(problem, tmp_path):
     config = dataclasses.replace(SMALL, num_iterations=10, keep_first=2, keep_last=9, num_kept=4, chunk_size=5)
     keys = jax.random.split(jax.random.PRNGKey(5), 2)
     x, y = problem["x"], problem["y"]
-    sequential = hmc.run_chains(x, y, SIZES, config, keys, tmp_path / "seq", chain_method="sequential", progress=False)
-    single = hmc.run_chain(x, y, SIZES, config, keys[1], tmp_path / "one", progress=False, chain_name="chain1")
+    sequential = hmc.run_chains(MODEL, x, y, config, keys, tmp_path / "seq", chain_method="sequential", progress=False)
+    single = hmc.run_chain(MODEL, x, y, config, keys[1], tmp_path / "one", progress=False, chain_name="chain1")
     np.testing.assert_array_equal(sequential[1].samples, single.samples)
-    vectorized = hmc.run_chains(x, y, SIZES, config, keys, tmp_path / "vec", chain_method="vectorized", progress=False)
+    vectorized = hmc.run_chains(MODEL, x, y, config, keys, tmp_path / "vec", chain_method="vectorized", progress=False)
     assert [r.chain_name for r in vectorized] == ["chain0", "chain1"]
     for seq, vec in zip(sequential, vectorized):
         assert vec.samples.shape == seq.samples.shape and vec.complete

@@ -15,10 +15,10 @@ from numpyro.infer import HMC
 from numpyro.infer.hmc_util import IntegratorState, euclidean_kinetic_energy, velocity_verlet
 
 from compactbnn.inference import hmc
-from compactbnn.inference.hmc import mixed_precision
-from compactbnn.models import mlp
+from compactbnn.inference.hmc import mixed_precision, programs
+from compactbnn.models import MLP
 
-SIZES = [64, 12, 10]
+MODEL = MLP((64, 12, 10))
 N_TRAIN = 400
 SMALL = hmc.HMCConfig(step_size=1e-3, num_steps=20, num_iterations=20, keep_first=4, keep_last=19, num_kept=8, chunk_size=10)
 
@@ -65,10 +65,10 @@ def test_cpu_ignores_the_bfloat16_dot_algorithm_so_the_emulation_rounds_bits():
 
 @pytest.mark.parametrize("precision, low, high", [("tf32", 1e-5, 1e-2), ("bfloat16", 1e-4, 5e-2)])
 def test_low_precision_gradient_is_close_to_but_not_the_float32_gradient(problem, precision, low, high):
-    params = jax.tree.map(lambda a: 3 * a, mlp.init(jax.random.PRNGKey(0), SIZES))
-    grad = jax.jit(jax.grad(hmc.potential_energy, argnums=0), static_argnums=(3, 4))
-    exact = mlp.ravel(grad(params, problem["x"], problem["y"], 1.0, None))
-    lowp = mlp.ravel(grad(params, problem["x"], problem["y"], 1.0, mixed_precision.matmul(precision, "cpu")))
+    params = jax.tree.map(lambda a: 3 * a, MODEL.init(jax.random.PRNGKey(0)))
+    grad = jax.jit(jax.grad(hmc.potential_energy, argnums=1), static_argnums=(0, 4, 5))
+    exact = MODEL.ravel(grad(MODEL, params, problem["x"], problem["y"], 1.0, None))
+    lowp = MODEL.ravel(grad(MODEL, params, problem["x"], problem["y"], 1.0, mixed_precision.matmul(precision, "cpu")))
     relative = float(jnp.linalg.norm(lowp - exact) / jnp.linalg.norm(exact))
     assert low < relative < high, relative
 
@@ -78,7 +78,7 @@ def test_low_precision_gradient_is_close_to_but_not_the_float32_gradient(problem
 
 def run_kernel(kernel, problem, iterations):
     x, y = problem["x"], problem["y"]
-    z0 = hmc.sites_from_params(mlp.init(jax.random.PRNGKey(1), SIZES))
+    z0 = MODEL.to_sites(MODEL.init(jax.random.PRNGKey(1)))
 
     @jax.jit
     def go(z):
@@ -95,9 +95,9 @@ def run_kernel(kernel, problem, iterations):
 
 
 def test_float32_gradients_reproduce_numpyros_hmc_bit_for_bit(problem):
-    numpyro_hmc = HMC(partial(hmc.bnn_model, layer_sizes=tuple(SIZES), prior_sd=1.0), step_size=1e-3, num_steps=20,
+    numpyro_hmc = HMC(partial(hmc.bnn_model, MODEL, prior_sd=1.0), step_size=1e-3, num_steps=20,
                       trajectory_length=None, adapt_step_size=False, adapt_mass_matrix=False, dense_mass=False)
-    ours = hmc.make_kernel(SIZES, SMALL)
+    ours = hmc.make_kernel(MODEL, SMALL)
     assert isinstance(ours, mixed_precision.MixedPrecisionHMC) and ours.gradient_model is None
     expected, expected_accept = run_kernel(numpyro_hmc, problem, 8)
     state, accept = run_kernel(ours, problem, 8)
@@ -108,16 +108,16 @@ def test_float32_gradients_reproduce_numpyros_hmc_bit_for_bit(problem):
 
 
 def test_bfloat16_state_holds_the_exact_potential_and_the_low_precision_force(problem):
-    kernel = hmc.make_kernel(SIZES, dataclasses.replace(SMALL, gradient_precision="bfloat16"))
+    kernel = hmc.make_kernel(MODEL, dataclasses.replace(SMALL, gradient_precision="bfloat16"))
     state, accept = run_kernel(kernel, problem, 5)
-    params = hmc.params_from_sites(state.z, 2)
-    exact = hmc.potential_energy(params, problem["x"], problem["y"])
+    params = MODEL.from_sites(state.z)
+    exact = hmc.potential_energy(MODEL, params, problem["x"], problem["y"])
     assert float(state.potential_energy) == pytest.approx(float(exact), rel=1e-6)
-    force = jax.grad(lambda p: hmc.potential_energy(p, problem["x"], problem["y"], 1.0, mixed_precision.matmul("bfloat16", "cpu")))(params)
-    exact_grad = jax.grad(lambda p: hmc.potential_energy(p, problem["x"], problem["y"]))(params)
-    carried = mlp.ravel(hmc.params_from_sites(state.z_grad, 2))
-    np.testing.assert_allclose(np.asarray(carried), np.asarray(mlp.ravel(force)), rtol=1e-5, atol=1e-5)
-    assert float(jnp.max(jnp.abs(carried - mlp.ravel(exact_grad)))) > 1e-3
+    force = jax.grad(lambda p: hmc.potential_energy(MODEL, p, problem["x"], problem["y"], 1.0, mixed_precision.matmul("bfloat16", "cpu")))(params)
+    exact_grad = jax.grad(lambda p: hmc.potential_energy(MODEL, p, problem["x"], problem["y"]))(params)
+    carried = MODEL.ravel(MODEL.from_sites(state.z_grad))
+    np.testing.assert_allclose(np.asarray(carried), np.asarray(MODEL.ravel(force)), rtol=1e-5, atol=1e-5)
+    assert float(jnp.max(jnp.abs(carried - MODEL.ravel(exact_grad)))) > 1e-3
     assert 0.5 < float(jnp.mean(accept)) <= 1.0
 
 
@@ -135,11 +135,11 @@ def test_leapfrog_with_bfloat16_force_is_reversible(problem):
     which shows the check can fail and why the force must be deterministic.
     """
     x, y = problem["x"], problem["y"]
-    flat0 = mlp.ravel(mlp.init(jax.random.PRNGKey(4), SIZES))
+    flat0 = MODEL.ravel(MODEL.init(jax.random.PRNGKey(4)))
     r0 = jax.random.normal(jax.random.PRNGKey(5), flat0.shape)
 
     def potential(matmul):
-        return lambda flat: hmc.potential_energy(mlp.unravel(flat, SIZES), x, y, 1.0, matmul)
+        return lambda flat: hmc.potential_energy(MODEL, MODEL.unravel(flat), x, y, 1.0, matmul)
 
     bf16, exact = potential(mixed_precision.matmul("bfloat16", "cpu")), potential(None)
     go = jax.jit(integrate, static_argnums=(0, 4))
@@ -202,27 +202,27 @@ def test_bfloat16_gradients_sample_a_gaussian_posterior_with_its_moments():
 
 def test_bfloat16_chain_resumes_bit_for_bit(problem, tmp_path):
     config = dataclasses.replace(SMALL, gradient_precision="bfloat16")
-    run = partial(hmc.run_chain, problem["x"], problem["y"], SIZES, config, jax.random.PRNGKey(0), progress=False)
+    run = partial(hmc.run_chain, MODEL, problem["x"], problem["y"], config, jax.random.PRNGKey(0), progress=False)
     full = run(tmp_path / "full")
     run(tmp_path / "resumed", max_chunks=1)
-    hmc._PROGRAMS.clear()
+    programs.compile_programs.cache_clear()  # not needed, but as a new process would: compile again
     resumed = run(tmp_path / "resumed")
     np.testing.assert_array_equal(resumed.samples, full.samples)
     for name in hmc.TRACE_NAMES:
         np.testing.assert_array_equal(resumed.traces[name], full.traces[name], err_msg=name)
     assert 0.5 < full.accept_rate <= 1.0
     with pytest.raises(ValueError, match="config.gradient_precision"):
-        hmc.run_chain(problem["x"], problem["y"], SIZES, SMALL, jax.random.PRNGKey(0), tmp_path / "resumed", progress=False)
+        hmc.run_chain(MODEL, problem["x"], problem["y"], SMALL, jax.random.PRNGKey(0), tmp_path / "resumed", progress=False)
 
 
 def test_gpu_mixed_precision_needs_deterministic_reductions(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
     with pytest.raises(RuntimeError, match="deterministic reductions.*xla_gpu_exclude_nondeterministic_ops"):
-        hmc.make_kernel(SIZES, dataclasses.replace(SMALL, gradient_precision="tf32"), backend="gpu")
-    hmc.make_kernel(SIZES, SMALL, backend="gpu")  # float32: NumPyro's HMC, nothing asked
+        hmc.make_kernel(MODEL, dataclasses.replace(SMALL, gradient_precision="tf32"), backend="gpu")
+    hmc.make_kernel(MODEL, SMALL, backend="gpu")  # float32: NumPyro's HMC, nothing asked
     mixed_precision.set_deterministic_reductions()
     assert mixed_precision.DETERMINISTIC_GPU_FLAG in __import__("os").environ["XLA_FLAGS"].split()
-    kernel = hmc.make_kernel(SIZES, dataclasses.replace(SMALL, gradient_precision="tf32"), backend="gpu")
+    kernel = hmc.make_kernel(MODEL, dataclasses.replace(SMALL, gradient_precision="tf32"), backend="gpu")
     assert kernel.gradient_model is not None
     mixed_precision.check_deterministic_reductions("cpu")  # nothing to do on CPUs
 

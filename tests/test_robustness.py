@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from compactbnn import data, io
-from compactbnn.inference import hmc
+from compactbnn.inference import diagnostics, hmc
+from compactbnn.models import MLP
 from conftest import copy_workflow, snakemake
 
 # ---------------------------------------------------------------------------------------------
@@ -57,7 +58,7 @@ def test_every_output_of_every_rule_lies_under_results_name(tmp_path, name):
 # A damaged HMC checkpoint: named, then the chain resumes from the previous chunk (or restarts)
 
 CHUNKED = hmc.HMCConfig(step_size=1e-3, num_steps=10, num_iterations=20, keep_first=4, keep_last=19, num_kept=8, chunk_size=5)
-SIZES = [64, 16, 10]
+MODEL = MLP((64, 16, 10))
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def problem(digits):
 
 
 def _chain(problem, directory, **kwargs):
-    return hmc.run_chain(problem["x"], problem["y"], SIZES, CHUNKED, jax.random.key(3), directory, progress=False, **kwargs)
+    return hmc.run_chain(MODEL, problem["x"], problem["y"], CHUNKED, jax.random.key(3), directory, progress=False, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +110,16 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask):
     old = os.umask(umask)
     try:
         io.save_npz_atomic(tmp_path / "arrays.npz", {"a": np.arange(3)})
-        hmc._write_checkpoint(tmp_path / "checkpoint", {"fingerprint": {}})
+        record = hmc.ChainCheckpoint.new(tmp_path / "checkpoint", {}, None, has_test=False, device="cpu")
+        record.write()
+        record.write()  # the first becomes state.previous.pkl
+        diagnostics.write_trace(tmp_path / "trace.nc", diagnostics.az.from_dict(posterior={"a": np.ones((1, 4))}))
         (tmp_path / "plain.txt").write_text("written by open()")
     finally:
         os.umask(old)
     expected = 0o666 & ~umask
-    for path in (tmp_path / "arrays.npz", tmp_path / "checkpoint" / "state.pkl", tmp_path / "plain.txt"):
+    for path in (tmp_path / "arrays.npz", tmp_path / "checkpoint" / "state.pkl", tmp_path / "checkpoint" / "state.previous.pkl",
+                 tmp_path / "trace.nc", tmp_path / "plain.txt"):
         assert stat.S_IMODE(path.stat().st_mode) == expected, (path, oct(path.stat().st_mode))
 
 

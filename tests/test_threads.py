@@ -23,9 +23,9 @@ JOB = r"""
 import json, os, resource, sys, threading, time
 sys.path.insert(0, os.path.join(sys.argv[1], "workflow", "scripts"))
 import common
-from compactbnn import data
+from compactbnn import data, threads
 from compactbnn.inference import hmc
-from compactbnn.symmetry import rebasin
+from compactbnn.models import MLP
 import jax
 
 class Job:
@@ -56,7 +56,7 @@ def ticks(exclude):
 
 digits = data.load("digits")
 config = hmc.HMCConfig(step_size=1e-3, num_steps=20, num_iterations=40, keep_first=0, keep_last=39, num_kept=4, chunk_size=10)
-chain = lambda chunks: hmc.run_chain(digits["x_train"], digits["y_train"], [64, 256, 10], config, jax.random.key(0),
+chain = lambda chunks: hmc.run_chain(MLP((64, 256, 10)), digits["x_train"], digits["y_train"], config, jax.random.key(0),
                                      sys.argv[4] + ".chain", progress=False, max_chunks=chunks)
 chain(1)  # compiles; the measurement resumes the chain with the compiled program
 watcher = threading.Thread(target=watch)
@@ -68,7 +68,7 @@ cpu = (ticks(watcher.native_id) - before) / os.sysconf("SC_CLK_TCK")
 done.set()
 watcher.join()
 json.dump({"cpu_per_wall": cpu / wall, "samples": len(counts), "share_two_or_more": sum(c >= 2 for c in counts) / len(counts),
-           "lap_workers": rebasin._usable_cpus(), "omp": os.environ.get("OMP_NUM_THREADS")}, open(sys.argv[4], "w"))
+           "lap_workers": threads.usable_cpus(), "omp": os.environ.get("OMP_NUM_THREADS")}, open(sys.argv[4], "w"))
 """
 
 

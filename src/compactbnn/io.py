@@ -1,7 +1,9 @@
-"""Small file helpers shared by the library: atomic writes, so a killed job leaves no half file.
+"""Small file helpers shared by the library: one atomic writer, so a killed job leaves no half file.
 
-Atomic writes go through a temporary file that is renamed into place; it gets the mode any
-other new file would get (the umask's), so group members on a cluster can read the outputs.
+``atomic_write`` is the only place the library writes a file by write-temp-then-rename: npz
+arrays (``save_npz_atomic``), saved networks, ArviZ traces and HMC checkpoints all go through it.
+The temporary file gets the mode any other new file would get (the umask's), so group members on
+a cluster can read the outputs.
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
+
+# npz entries save_networks and save_vectors reserve: the vectors and the model that reads them
+PARAMS_KEY = "params"
+MODEL_KEY = "model"
 
 
 def new_file_mode() -> int:
@@ -22,50 +28,88 @@ def new_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write ``arrays`` as an uncompressed npz next to ``path``, then rename it into place."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, fsync: bool = False,
+                 previous: str | os.PathLike | None = None) -> None:
+    """Have ``write(tmp)`` write a temporary file beside ``path``, then rename it into place.
+
+    The temporary file exists (empty) when ``write`` gets its path; ``write`` may open it or
+    overwrite it. Afterwards it gets ``new_file_mode()`` (mkstemp's 0600 would hide it from the
+    group), is flushed to disk when ``fsync``, and is renamed to ``path``: the rename is the
+    commit point. With ``previous``, an existing ``path`` is first renamed to ``previous``, so a
+    kill between the two renames leaves the old file there. On any error the temporary file is
+    removed and ``path`` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    tmp = Path(name)
     try:
-        os.fchmod(handle, new_file_mode())  # mkstemp's 0600 would hide the file from the group
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **{key: np.asarray(value) for key, value in arrays.items()})
+        write(tmp)
+        # after writing: a writer that re-creates the file (netCDF) would lose a mode set before
+        os.chmod(tmp, new_file_mode())
+        if fsync:
+            descriptor = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        if previous is not None and path.exists():
+            os.replace(path, previous)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
         raise
 
 
-def save_networks(path: str | os.PathLike, params, **extra) -> None:
-    """Save MLP parameters (one network or a stack with leading axes) as ravelled float32 vectors.
+def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an uncompressed npz next to ``path``, then rename it into place."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as stream:  # a stream: np.savez would append ".npz" to a path
+            np.savez(stream, **{key: np.asarray(value) for key, value in arrays.items()})
 
-    The npz holds ``params`` (..., num_params) in ``mlp.ravel`` order, ``layer_sizes``, and any
-    ``extra`` named arrays.
+    atomic_write(path, write)
+
+
+def save_vectors(path: str | os.PathLike, model, vectors, /, **extra) -> None:
+    """Save parameter vectors (..., model.num_params) in ``model.ravel`` order, atomically.
+
+    The npz holds ``params`` (float32), ``model`` (``repr(model)``, which ``load_vectors`` checks)
+    and any ``extra`` named arrays.
     """
-    from compactbnn.models import mlp
-
-    reserved = {"params", "layer_sizes"} & set(extra)
+    reserved = {PARAMS_KEY, MODEL_KEY} & set(extra)
     if reserved:
         raise ValueError(f"extra arrays may not be named {sorted(reserved)}")
-    vectors = np.asarray(mlp.ravel(params), dtype=np.float32)
-    save_npz_atomic(path, {"params": vectors, "layer_sizes": np.asarray(mlp.layer_sizes_of(_first(params))), **extra})
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim < 1 or vectors.shape[-1] != model.num_params:
+        raise ValueError(f"vectors must be (..., {model.num_params}) for {model!r}, got shape {vectors.shape}")
+    save_npz_atomic(path, {PARAMS_KEY: vectors, MODEL_KEY: np.asarray(repr(model)), **extra})
 
 
-def load_networks(path: str | os.PathLike) -> tuple[list, dict[str, np.ndarray]]:
-    """Inverse of ``save_networks``: (params with their leading axes, the extra arrays)."""
-    from compactbnn.models import mlp
+def load_vectors(path: str | os.PathLike, model) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Inverse of ``save_vectors``: (the vectors (..., num_params), the extra arrays).
 
+    Refuses a file written for another model (its ``model`` entry is not ``repr(model)``); a file
+    of an earlier version is read as its model describes it (``Model.stored_description``).
+    """
     with np.load(path) as npz:
         arrays = {key: npz[key] for key in npz.files}
-    if "params" not in arrays or "layer_sizes" not in arrays:
-        raise ValueError(f"{path} holds no saved networks (arrays 'params' and 'layer_sizes' missing)")
-    params = mlp.unravel(arrays.pop("params"), arrays.pop("layer_sizes").tolist())
-    return params, arrays
+    stored = model.stored_description(arrays)
+    if PARAMS_KEY not in arrays or stored is None:
+        raise ValueError(f"{path} holds no saved networks (arrays {PARAMS_KEY!r} and {MODEL_KEY!r} missing)")
+    arrays = {key: value for key, value in arrays.items() if key != MODEL_KEY}
+    if stored != repr(model):
+        raise ValueError(f"{path} holds networks of {stored}, not of {model!r}")
+    return arrays.pop(PARAMS_KEY), arrays
 
 
-def _first(params):
-    """One network of a stack (all leading axes indexed at 0), for its layer sizes."""
-    lead = np.ndim(params[0]["bias"]) - 1
-    return [{k: v[(0,) * lead] for k, v in layer.items()} for layer in params]
+def save_networks(path: str | os.PathLike, model, params, /, **extra) -> None:
+    """Save one network or a stack (leading model axes) of ``model`` as ravelled float32 vectors (``save_vectors``)."""
+    save_vectors(path, model, model.ravel(params), **extra)
+
+
+def load_networks(path: str | os.PathLike, model) -> tuple[object, dict[str, np.ndarray]]:
+    """Inverse of ``save_networks``: (params with their leading axes, the extra arrays); refuses another model's file."""
+    vectors, extra = load_vectors(path, model)
+    return model.unravel(vectors), extra

@@ -1,11 +1,10 @@
-"""One HMC chain of the Bayesian MLP, resumable from its last checkpointed chunk."""
+"""One HMC chain of the Bayesian network, resumable from its last checkpointed chunk."""
 
 import json
 import shutil
 
 import jax
-import numpy as np
-from common import first, hmc_config, layer_sizes, load_data, start
+from common import first, hmc_config, load_data, model, start
 
 from compactbnn.inference import diagnostics, hmc
 from compactbnn import io
@@ -14,13 +13,13 @@ sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)
 cfg = sm.params.hmc
 arrays = load_data(sm.params.data)
-sizes = layer_sizes(arrays, sm.params.model)
+network = model(sm.params.data, sm.params.model)
 chain = int(sm.wildcards.chain)
 config = hmc_config(cfg, sm.params.prior_sd, sm.params.matmul_precision)
 x, y = first(arrays["x_train"], cfg["train_size"]), first(arrays["y_train"], cfg["train_size"])
-log.info("chain %d: %s on %d images, device %s, checkpoint %s", chain, sizes, len(y), jax.devices()[0], sm.params.checkpoint)
+log.info("chain %d: %r on %d images, device %s, checkpoint %s", chain, network, len(y), jax.devices()[0], sm.params.checkpoint)
 result = hmc.run_chain(
-    x, y, sizes, config, jax.random.fold_in(jax.random.key(cfg["seed"]), chain), sm.params.checkpoint,
+    network, x, y, config, jax.random.fold_in(jax.random.key(cfg["seed"]), chain), sm.params.checkpoint,
     x_test=arrays["x_test"], y_test=arrays["y_test"], chain_name=f"chain{chain}",
 )
 summary = result.summary()
@@ -34,14 +33,13 @@ if not result.accept_rate >= min_accept_rate:
         f"{min_accept_rate}: lower posterior.hmc.step_size (now {config.step_size}) or num_steps. "
         f"The chain's checkpoint is kept in {sm.params.checkpoint} (compactbnn.inference.hmc.load_chain reads it)."
     )
-io.save_npz_atomic(sm.output.samples, {
-    "params": np.asarray(result.samples, np.float32),  # (num_kept, num_params), mlp.ravel order
-    "layer_sizes": np.asarray(sizes),
-    "kept_indices": result.kept_indices,
-    "log_likelihood_trace": result.traces["log_likelihood"],
-    "accept_prob_trace": result.traces["accept_prob"],
-    "test_log_likelihood": result.test_log_likelihood,
-})
+io.save_vectors(
+    sm.output.samples, network, result.samples,  # (num_kept, num_params), model.ravel order
+    kept_indices=result.kept_indices,
+    log_likelihood_trace=result.traces["log_likelihood"],
+    accept_prob_trace=result.traces["accept_prob"],
+    test_log_likelihood=result.test_log_likelihood,
+)
 # The scalar traces as ArviZ data: az.summary / az.plot_trace(diagnostics.read_trace(path)) read them.
 diagnostics.write_trace(sm.output.trace, diagnostics.chain_trace(result, chain))
 with open(sm.output.diagnostics, "w") as handle:

@@ -18,21 +18,21 @@ All functions take draws as (chains, draws, ...) arrays, ArviZ's convention.
   ``write_trace`` saves as netCDF (``trace.nc`` beside a chain's samples), so ``az.summary`` and
   ``az.plot_trace`` read it, and ``az.concat(..., dim="chain")`` joins chains.
 
-``weight_rhat`` summarises the R-hat of every parameter. For an MLP posterior sampled by several
-chains, permutation symmetry predicts large R-hat before alignment (each chain sits in its own
+``weight_rhat`` summarises the R-hat of every parameter. For a neural network's posterior sampled by
+several chains, permutation symmetry predicts large R-hat before alignment (each chain sits in its own
 permutation mode) and a drop after aligning all samples to one reference.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from scipy import special, stats
+
+from compactbnn import io
 
 with warnings.catch_warnings():  # ArviZ 0.23 announces its 1.0 refactor on import
     warnings.simplefilter("ignore", FutureWarning)
@@ -210,21 +210,8 @@ def chain_trace(result, chain: int) -> az.InferenceData:
 
 
 def write_trace(path: str | os.PathLike, idata: az.InferenceData) -> None:
-    """Write ``idata`` as netCDF (ArviZ's ``to_netcdf``) through a temporary file renamed into place."""
-    from compactbnn.io import new_file_mode
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        idata.to_netcdf(tmp)
-        os.chmod(tmp, new_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``idata`` as netCDF (ArviZ's ``to_netcdf``) atomically (``io.atomic_write``)."""
+    io.atomic_write(path, lambda tmp: idata.to_netcdf(str(tmp)))
 
 
 def read_trace(path: str | os.PathLike) -> az.InferenceData:

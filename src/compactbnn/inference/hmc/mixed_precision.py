@@ -48,7 +48,8 @@ from numpyro.infer.hmc_util import IntegratorState, velocity_verlet, warmup_adap
 from numpyro.infer.util import potential_energy as model_potential_energy
 from numpyro.util import cond, fori_loop, identity
 
-GRADIENT_PRECISIONS = ("float32", "tf32", "bfloat16")
+from compactbnn.config.fields import GRADIENT_PRECISIONS
+
 # Explicit mantissa bits of each precision's matmul inputs (float32 keeps its 23).
 MANTISSA_BITS = {"float32": 23, "tf32": 10, "bfloat16": 7}
 # JAX's dot algorithm for each low precision on GPUs: inputs rounded, float32 accumulation.

@@ -8,19 +8,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
+from compactbnn.config.fields import HMC_FIELDS, check_fields, check_hmc, check_kept
 from compactbnn.inference.hmc import mixed_precision
-from compactbnn.models import mlp
 from compactbnn.inference.bnn import bnn_model
-
-MATMUL_PRECISIONS = ("highest", "high", "default")
-INITS = ("pytorch", "prior")
+from compactbnn.models import Model
 
 
 def kept_indices(keep_first: int = 600, keep_last: int = 9999, num_kept: int = 1000) -> np.ndarray:
@@ -35,13 +32,9 @@ def kept_indices(keep_first: int = 600, keep_last: int = 9999, num_kept: int = 1
     iterations 600, 609, 618, ..., 9999 (spacing 9.4; the paper's "600 burn-in").
     Raises if fewer than ``num_kept`` distinct indices fit the range.
     """
-    for name, value in (("keep_first", keep_first), ("keep_last", keep_last), ("num_kept", num_kept)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-            raise TypeError(f"{name} must be an integer, got {value!r}")
-    if keep_first < 0 or keep_last < keep_first:
-        raise ValueError(f"need 0 <= keep_first <= keep_last, got keep_first={keep_first}, keep_last={keep_last}")
-    if not 1 <= num_kept <= keep_last - keep_first + 1:
-        raise ValueError(f"num_kept must lie in 1..{keep_last - keep_first + 1} (keep_last - keep_first + 1), got {num_kept}")
+    kept = {"keep_first": keep_first, "keep_last": keep_last, "num_kept": num_kept}
+    check_fields({name: HMC_FIELDS[name] for name in kept}, kept)  # HMCConfig's rules of these fields
+    check_kept(keep_first, keep_last, num_kept)
     if num_kept == 1:
         return np.array([keep_first], dtype=np.int64)
     indices = np.unique(np.floor(np.linspace(keep_first, keep_last, num_kept)).astype(np.int64))
@@ -69,7 +62,7 @@ class HMCConfig:
       matmul_precision: float32 matmul precision ("highest" is exact float32; "high"/"default"
         allow TF32/bf16 passes on GPUs, in the accept test too: not exact).
       gradient_precision: precision of the matmuls of the gradient that drives leapfrog:
-        "float32" (NumPyro's HMC, exact), "tf32" or "bfloat16" (``mixed_hmc``: the accept test
+        "float32" (NumPyro's HMC, exact), "tf32" or "bfloat16" (``mixed_precision``: the accept test
         stays exact float32, only the acceptance rate changes).
     """
 
@@ -89,53 +82,9 @@ class HMCConfig:
     gradient_precision: Literal["float32", "tf32", "bfloat16"] = "float32"
 
     def __post_init__(self):
-        def integer(name, minimum):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-                raise TypeError(f"HMCConfig.{name} must be an integer, got {value!r}")
-            if value < minimum:
-                raise ValueError(f"HMCConfig.{name} must be >= {minimum}, got {value}")
-
-        def positive(name):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-                raise TypeError(f"HMCConfig.{name} must be a number, got {value!r}")
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"HMCConfig.{name} must be positive and finite, got {value}")
-
-        positive("step_size")
-        positive("prior_sd")
-        integer("num_steps", 1)
-        integer("num_iterations", 1)
-        integer("keep_first", 0)
-        integer("keep_last", 0)
-        integer("num_kept", 1)
-        integer("chunk_size", 1)
-        integer("num_warmup", 0)
-        if self.keep_last >= self.num_iterations:
-            raise ValueError(f"HMCConfig.keep_last must be < num_iterations ({self.num_iterations}), got {self.keep_last}")
-        if self.keep_first > self.keep_last:
-            raise ValueError(f"HMCConfig.keep_first must be <= keep_last ({self.keep_last}), got {self.keep_first}")
-        if self.num_kept > self.keep_last - self.keep_first + 1:
-            raise ValueError(
-                f"HMCConfig.num_kept must be <= keep_last - keep_first + 1 = {self.keep_last - self.keep_first + 1}, got {self.num_kept}"
-            )
-        if not isinstance(self.adapt_step_size, bool):
-            raise TypeError(f"HMCConfig.adapt_step_size must be True or False, got {self.adapt_step_size!r}")
-        if self.adapt_step_size and self.num_warmup < 1:
-            raise ValueError("HMCConfig.num_warmup must be >= 1 when adapt_step_size is True (the adaptation runs during warmup)")
-        if not self.adapt_step_size and self.num_warmup != 0:
-            raise ValueError(
-                f"HMCConfig.num_warmup must be 0 when adapt_step_size is False (burn-in is keep_first), got {self.num_warmup}"
-            )
-        if not 0 < self.target_accept_prob < 1:
-            raise ValueError(f"HMCConfig.target_accept_prob must lie in (0, 1), got {self.target_accept_prob}")
-        if self.init not in INITS:
-            raise ValueError(f"HMCConfig.init must be one of {INITS}, got {self.init!r}")
-        if self.matmul_precision not in MATMUL_PRECISIONS:
-            raise ValueError(f"HMCConfig.matmul_precision must be one of {MATMUL_PRECISIONS}, got {self.matmul_precision!r}")
-        if self.gradient_precision not in mixed_precision.GRADIENT_PRECISIONS:
-            raise ValueError(f"HMCConfig.gradient_precision must be one of {mixed_precision.GRADIENT_PRECISIONS}, got {self.gradient_precision!r}")
+        # the rules the config check applies to posterior.hmc too (compactbnn.config.fields)
+        check_fields(HMC_FIELDS, vars(self), "HMCConfig")
+        check_hmc(vars(self), "HMCConfig")
 
     @property
     def kept_indices(self) -> np.ndarray:
@@ -160,24 +109,25 @@ class HMCConfig:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
-def make_kernel(layer_sizes: Sequence[int], config: HMCConfig, backend: str | None = None) -> mixed_precision.MixedPrecisionHMC:
-    """The HMC kernel for ``bnn_model`` with the config's step size, leapfrog steps and gradient precision.
+def make_kernel(model: Model, config: HMCConfig, backend: str | None = None) -> mixed_precision.MixedPrecisionHMC:
+    """The HMC kernel for ``bnn_model`` of ``model`` with the config's step size, leapfrog steps and gradient precision.
 
     A ``mixed_precision.MixedPrecisionHMC`` (a NumPyro ``HMC``): with ``gradient_precision``
     "float32" it is NumPyro's HMC step for step; otherwise leapfrog follows the gradient of
     ``bnn_model`` with low-precision matmuls (for ``backend``, default JAX's) and the accept
     test uses the exact float32 potential. Each leapfrog step is exactly ``step_size`` (NumPyro's
     default trajectory length 2 pi would replace it by 2 pi / num_steps); the identity mass
-    matrix is never adapted (as hamiltorch in the paper).
+    matrix is never adapted (as hamiltorch in the paper). The kernel's model arguments are (x, y).
     """
-    sizes = tuple(mlp.check_layer_sizes(layer_sizes))
-    model = partial(bnn_model, layer_sizes=sizes, prior_sd=float(config.prior_sd))
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a compactbnn.models.Model, got {type(model).__name__}")
+    potential_model = partial(bnn_model, model, prior_sd=float(config.prior_sd))
     product = mixed_precision.matmul(config.gradient_precision, backend)
     if product is not None:
         mixed_precision.check_deterministic_reductions(backend)
-    gradient_model = None if product is None else partial(bnn_model, layer_sizes=sizes, prior_sd=float(config.prior_sd), matmul=product)
+    gradient_model = None if product is None else partial(bnn_model, model, prior_sd=float(config.prior_sd), matmul=product)
     return mixed_precision.MixedPrecisionHMC(
-        model,
+        potential_model,
         gradient_model,
         step_size=float(config.step_size),
         num_steps=int(config.num_steps),
