@@ -60,7 +60,7 @@ import numpyro  # noqa: E402
 from compactbnn.config import cost  # noqa: E402
 from compactbnn import data, train
 from compactbnn.inference import ensemble, hmc, vi
-from compactbnn.models import mlp
+from compactbnn.models import MLP
 from compactbnn.symmetry import rebasin
 
 PAPER = {"hidden": 512, "hmc_steps": 500, "hmc_iterations": 20, "gradients": 20, "not_models": 100, "members": 5,
@@ -87,17 +87,18 @@ def second_call(fn, *args, **kwargs):
 def check_hmc(x, y, sizes, scale):
     import hmc as hmc_benchmark  # benchmarks/hmc.py: the workflow's compiled chunk against a bare gradient
 
-    params = mlp.init(jax.random.PRNGKey(1), sizes)
+    model = MLP(tuple(sizes))
+    params = model.init(jax.random.PRNGKey(1))
     xd, yd = jnp.asarray(x), jnp.asarray(y)
     # data as arguments, not closed-over constants (XLA would constant-fold the rounding of x)
-    exact = mlp.ravel(jax.jit(jax.grad(hmc.potential_energy))(params, xd, yd))
+    exact = model.ravel(jax.jit(jax.grad(lambda p, x, y: hmc.potential_energy(model, p, x, y)))(params, xd, yd))
     out = {}
     for precision in mixed_precision.GRADIENT_PRECISIONS:
         t0 = time.perf_counter()
         m = hmc_benchmark.measure(x, y, sizes, scale["hmc_steps"], scale["hmc_iterations"], scale["gradients"], repeats=1,
                                   precision="highest", gradient_precision=precision, warmup=False, numpyro_gradient=False)
         product = mixed_precision.matmul(precision)
-        lowp = mlp.ravel(jax.jit(jax.grad(lambda p, x, y: hmc.potential_energy(p, x, y, 1.0, product)))(params, xd, yd))
+        lowp = model.ravel(jax.jit(jax.grad(lambda p, x, y: hmc.potential_energy(model, p, x, y, 1.0, product)))(params, xd, yd))
         out[precision] = {
             "ms_per_leapfrog": m["ms_per_leapfrog"], "ms_per_gradient": m["ms_per_gradient"], "ratio": m["ratio"],
             "accept_rate": m["accept_rate"], "iterations": scale["hmc_iterations"], "num_steps": scale["hmc_steps"],
@@ -112,12 +113,13 @@ def check_hmc(x, y, sizes, scale):
 
 def bare_gradients(x, y, sizes, calls):
     """ms per bare gradient of the potential, for each gradient precision (median of 3 timings of ``calls`` calls)."""
-    params = mlp.init(jax.random.PRNGKey(1), sizes)
+    model = MLP(tuple(sizes))
+    params = model.init(jax.random.PRNGKey(1))
     xd, yd = jnp.asarray(x), jnp.asarray(y)
     out = {}
     for precision in mixed_precision.GRADIENT_PRECISIONS:
         product = mixed_precision.matmul(precision)
-        grad = jax.jit(jax.grad(lambda p, x, y: hmc.potential_energy(p, x, y, 1.0, product)))
+        grad = jax.jit(jax.grad(lambda p, x, y: hmc.potential_energy(model, p, x, y, 1.0, product)))
         jax.block_until_ready(grad(params, xd, yd))
         timings = []
         for _ in range(3):
@@ -152,35 +154,37 @@ def check_determinism_flag(x, y, sizes, scale, argv):
 
 def check_trainings(x, y, sizes, scale):
     models = scale["not_models"]
-    params = mlp.init_many(jax.random.key(2), sizes, models)
+    model = MLP(tuple(sizes))
+    params = model.init_many(jax.random.key(2), models)
     keys = jax.random.split(jax.random.key(3), models)
     sgd = train.TrainConfig(optimizer="sgd", learning_rate=1e-3, momentum=0.9, batch_size=64, epochs=1)
-    s, first = second_call(lambda: train.train_many(params, x, y, keys, sgd, progress=False).params)
+    s, first = second_call(lambda: train.train_many(model, params, x, y, keys, sgd, progress=False).params)
     experiment_a = {"models": models, "batch_size": 64, "s_per_epoch": s, "model_epochs_per_s": models / s, "first_call_s": first}
     print(f"experiment_a: {experiment_a}", flush=True)
 
     adam = train.TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=100, epochs=1, prior_sd=1.0)
-    s, first = second_call(lambda: ensemble.train_ensemble(jax.random.key(4), sizes, x, y, scale["members"], adam, progress=False).params)
+    s, first = second_call(lambda: ensemble.train_ensemble(model, jax.random.key(4), x, y, scale["members"], adam, progress=False).params)
     members = {"members": scale["members"], "batch_size": 100, "s_per_epoch": s, "first_call_s": first}
     print(f"ensemble: {members}", flush=True)
 
-    s, first = second_call(lambda: vi.fit(jax.random.key(5), sizes, x, y, vi.VIConfig(epochs=1), progress=False).mean)
+    s, first = second_call(lambda: vi.fit(model, jax.random.key(5), x, y, vi.VIConfig(epochs=1), progress=False).mean)
     variational = {"batch_size": 100, "s_per_epoch": s, "first_call_s": first}
     print(f"vi: {variational}", flush=True)
     return experiment_a, members, variational
 
 
 def check_evaluation_and_alignment(x, y, sizes, scale):
-    num_params = mlp.num_params(sizes)
-    nets = mlp.init_many(jax.random.key(6), sizes, scale["eval_models"])
-    s, first = second_call(lambda: train.evaluate_many(nets, x, y))
+    model = MLP(tuple(sizes))
+    num_params = model.num_params
+    nets = model.init_many(jax.random.key(6), scale["eval_models"])
+    s, first = second_call(lambda: train.evaluate_many(model, nets, x, y))
     evaluation = {"models": scale["eval_models"], "images": len(x), "s": s,
                   "example_params_per_s": scale["eval_models"] * len(x) * num_params / s, "first_call_s": first}
     print(f"evaluation: {evaluation}", flush=True)
 
-    reference = mlp.init(jax.random.key(7), sizes)
-    samples = mlp.init_many(jax.random.key(8), sizes, scale["align_samples"])
-    s, first = second_call(lambda: rebasin.align_many(reference, samples, method="activation", x=x))
+    reference = model.init(jax.random.key(7))
+    samples = model.init_many(jax.random.key(8), scale["align_samples"])
+    s, first = second_call(lambda: rebasin.align_many(model, reference, samples, method="activation", x=x))
     alignment = {"samples": scale["align_samples"], "match_size": len(x), "s": s,
                  "samples_per_s": scale["align_samples"] / s, "first_call_s": first}
     print(f"alignment: {alignment}", flush=True)
@@ -247,7 +251,7 @@ def main(argv=None):
         "numpyro": numpyro.__version__,
         "reduced": args.reduced,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "size": {"layer_sizes": sizes, "num_params": mlp.num_params(sizes), "num_train": int(len(x)),
+        "size": {"layer_sizes": sizes, "num_params": MLP(tuple(sizes)).num_params, "num_train": int(len(x)),
                  "num_test": int(len(arrays["x_test"]))},
     }
     figures["hmc"], figures["hmc_speedup_over_float32"] = check_hmc(x, y, sizes, scale)

@@ -35,20 +35,20 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from compactbnn import data
-from compactbnn.models import mlp
+from compactbnn.models import MLP, Params
 from compactbnn.symmetry import rebasin
 
-SIZES = [784, 512, 10]
+MODEL = MLP((784, 512, 10))
 
 
 def log(message: str) -> None:
     print(message, flush=True)
 
 
-def random_networks(seed: int, count: int) -> mlp.Params:
+def random_networks(seed: int, count: int) -> Params:
     """``count`` random 784-512-10 networks stacked; drawn in groups to keep the init compilation small."""
     keys = jax.random.split(jax.random.key(seed), count)
-    init = jax.jit(jax.vmap(lambda key: mlp.init(key, SIZES)))
+    init = jax.jit(jax.vmap(MODEL.init))
     group = 100
     parts = [init(keys[start: start + group]) for start in range(0, count, group)]
     return jax.tree_util.tree_map(lambda *leaves: jnp.concatenate(leaves), *parts)
@@ -56,11 +56,11 @@ def random_networks(seed: int, count: int) -> mlp.Params:
 
 def bare_lap_seconds(params_ref, others, repeats: int) -> float:
     """Median seconds of one ``linear_sum_assignment`` on weight-matching similarities of real network pairs."""
-    identity = [np.arange(512)]
+    identity = [np.arange(n) for n in MODEL.perm_sizes]
     times = []
     for i in range(repeats):
         other = jax.tree_util.tree_map(lambda leaf: leaf[i % leaf.shape[0]], others)
-        cost = np.asarray(rebasin.weight_similarity(params_ref, other, identity, 0))
+        cost = np.asarray(rebasin.weight_similarity(MODEL, params_ref, other, identity, 0))
         start = time.perf_counter()
         linear_sum_assignment(cost, maximize=True)
         times.append(time.perf_counter() - start)
@@ -84,20 +84,20 @@ def main(argv=None) -> dict:
     options = dict(chunk_size=args.chunk_size, workers=args.workers)
 
     # --- weight matching -------------------------------------------------------------------------
-    log(f"drawing {args.networks + 1} random {'-'.join(map(str, SIZES))} networks")
+    log(f"drawing {args.networks + 1} random networks of {MODEL}")
     stacked = random_networks(args.seed, args.networks + 1)
     reference = jax.tree_util.tree_map(lambda leaf: leaf[0], stacked)
     networks = jax.tree_util.tree_map(lambda leaf: leaf[1:], stacked)
     jax.block_until_ready(networks)
 
     warm = jax.tree_util.tree_map(lambda leaf: leaf[:rebasin.DEFAULT_CHUNK_SIZE], networks)
-    rebasin.align_many(reference, warm, method="weight", **options)  # compile
+    rebasin.align_many(MODEL, reference, warm, method="weight", **options)  # compile
     lap_before = bare_lap_seconds(reference, networks, args.lap_repeats)
     log(f"bare linear_sum_assignment on a 512x512 weight similarity: {lap_before * 1e3:.2f} ms (median of {args.lap_repeats})")
 
     log(f"weight matching of {args.networks} networks to one reference")
     start = time.perf_counter()
-    perms = rebasin.align_many(reference, networks, method="weight", progress="weight matching", **options)
+    perms = rebasin.align_many(MODEL, reference, networks, method="weight", progress="weight matching", **options)
     weight_total = time.perf_counter() - start
     lap_after = bare_lap_seconds(reference, networks, args.lap_repeats)
     lap = 0.5 * (lap_before + lap_after)
@@ -115,12 +115,12 @@ def main(argv=None) -> dict:
         x = mnist["x_train"]
         nets = random_networks(args.seed + 1, args.activation_networks)
         # Warm-up on two batches, so that compilation is not timed.
-        rebasin.align_many(reference, nets, method="activation", x=x[: 2 * args.batch_size], batch_size=args.batch_size,
+        rebasin.align_many(MODEL, reference, nets, method="activation", x=x[: 2 * args.batch_size], batch_size=args.batch_size,
                            **options)
         log(f"activation matching of {args.activation_networks} networks over {x.shape[0]} images "
             f"(batches of {args.batch_size})")
         start = time.perf_counter()
-        rebasin.align_many(reference, nets, method="activation", x=x, batch_size=args.batch_size,
+        rebasin.align_many(MODEL, reference, nets, method="activation", x=x, batch_size=args.batch_size,
                            progress="activation matching", **options)
         activation_total = time.perf_counter() - start
         per_activation = activation_total / args.activation_networks

@@ -23,15 +23,15 @@ import jax.numpy as jnp
 import optax
 
 from compactbnn import data, train
-from compactbnn.models import mlp
+from compactbnn.models import MLP, Model
 
 
-def bare_loop(config: train.TrainConfig, x, y, num_models: int):
+def bare_loop(model: Model, config: train.TrainConfig, x, y, num_models: int):
     """Returns run(params, keys) -> params: one epoch by a jitted step called per minibatch."""
     optimizer = optax.sgd(config.learning_rate, momentum=config.momentum)
 
     def loss_fn(params, xb, yb):
-        return jnp.mean(train.cross_entropy(mlp.apply(params, xb), yb))
+        return jnp.mean(train.cross_entropy(model.apply(params, xb), yb))
 
     def step(params, opt_state, xb, yb):
         grads = jax.grad(loss_fn)(params, xb, yb)
@@ -60,13 +60,14 @@ def bare_loop(config: train.TrainConfig, x, y, num_models: int):
 
 def measure(num_models: int, x, y, epochs: int, repeats: int) -> dict:
     config = train.TrainConfig(optimizer="sgd", learning_rate=1e-3, momentum=0.9, batch_size=64, epochs=epochs)
-    params = mlp.init_many(jax.random.key(0), [784, 512, 10], num_models)
+    model = MLP((784, 512, 10))
+    params = model.init_many(jax.random.key(0), num_models)
     keys = jax.random.split(jax.random.key(1), num_models)
-    baseline = bare_loop(config, x, y, num_models)
+    baseline = bare_loop(model, config, x, y, num_models)
 
     def time_trainer():
         start = time.perf_counter()
-        result = train.train_many(params, x, y, keys, config, progress=False)
+        result = train.train_many(model, params, x, y, keys, config, progress=False)
         jax.block_until_ready(result.params)
         return time.perf_counter() - start
 
@@ -80,7 +81,7 @@ def measure(num_models: int, x, y, epochs: int, repeats: int) -> dict:
 
     # warm-up: compile both
     warm = train.TrainConfig(**{**config.__dict__, "epochs": 1})
-    jax.block_until_ready(train.train_many(params, x, y, keys, warm, progress=False).params)
+    jax.block_until_ready(train.train_many(model, params, x, y, keys, warm, progress=False).params)
     jax.block_until_ready(baseline(jax.tree_util.tree_map(jnp.array, params), keys))
     trainer_times, baseline_times = [], []
     for _ in range(repeats):  # alternate, so that load on the machine hits both alike

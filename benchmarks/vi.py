@@ -1,7 +1,7 @@
 """Seconds per epoch of mean-field VI through NumPyro's SVI against the hand-written loop it replaced, side by side.
 
 ``compactbnn.inference.vi.fit`` runs an epoch as one jitted ``lax.scan`` of NumPyro's ``SVI.update`` on
-``hmc.bnn_model`` with ``vi.mean_field_guide`` and ``TraceMeanField_ELBO``. The reference is the
+``bnn.bnn_model`` with ``vi.mean_field_guide`` and ``TraceMeanField_ELBO``. The reference is the
 loop vi.py held before (commit 8a43eed): the same NELBO (N x mean NLL of one reparameterised
 draw + closed-form KL), the same minibatches (``train.minibatch_indices``) and the same optax
 Adam, written out in plain JAX; it lives on here only for this comparison. Both epoch programs
@@ -27,8 +27,8 @@ import numpy as np
 import optax
 
 from compactbnn import data, train
-from compactbnn.models import mlp
 from compactbnn.inference import vi
+from compactbnn.models import MLP, Model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 # --- the loop vi.py held before NumPyro's SVI (kept here only as the reference) --------------
 
 
-def old_epoch_fn(config: vi.VIConfig, num_train: int):
+def old_epoch_fn(model: Model, config: vi.VIConfig, num_train: int):
     """A jitted (variational, opt_state, data_key, noise_key, x, y) -> (variational, opt_state, (NELBO, NLL)), and the optimiser."""
     optimizer = optax.adam(config.learning_rate)
 
@@ -47,7 +47,7 @@ def old_epoch_fn(config: vi.VIConfig, num_train: int):
         eps = jax.tree_util.tree_unflatten(treedef, [jax.random.normal(k, leaf.shape, leaf.dtype)
                                                      for k, leaf in zip(jax.random.split(key, len(leaves)), leaves)])
         theta = jax.tree_util.tree_map(lambda m, s, e: m + s * e, mean, sd, eps)
-        nll = jnp.sum(train.cross_entropy(mlp.apply(theta, x), y) * mask) / jnp.sum(mask)
+        nll = jnp.sum(train.cross_entropy(model.apply(theta, x), y) * mask) / jnp.sum(mask)
         kl = vi.kl_divergence(mean, sd, config.prior_sd)
         return num_train * nll + config.kl_weight * kl, nll
 
@@ -74,18 +74,19 @@ def old_epoch_fn(config: vi.VIConfig, num_train: int):
 # --- timing -----------------------------------------------------------------------------------
 
 
-def measure(x, y, sizes, config: vi.VIConfig, repeats: int) -> dict:
+def measure(x, y, model: Model, config: vi.VIConfig, repeats: int) -> dict:
     num_train = int(x.shape[0])
     key = jax.random.key(0)
-    mean = mlp.init(key, sizes)
+    mean = model.init(key)
 
-    old_fn, optimizer = old_epoch_fn(config, num_train)
+    old_fn, optimizer = old_epoch_fn(model, config, num_train)
     variational = {"mean": mean, "log_sd": jax.tree_util.tree_map(lambda leaf: jnp.full_like(leaf, np.log(config.init_sd)), mean)}
     old_state = [variational, optimizer.init(variational)]
 
-    svi = vi.make_svi(tuple(sizes), config)
-    new_fn = vi._epoch_fn(svi, config, num_train)
-    new_state = [svi.init(key, x, y, jnp.arange(config.batch_size), None, init_params=vi.guide_params(mean, config.init_sd))]
+    svi = vi.make_svi(model, config)
+    new_fn = vi.make_epoch_fn(svi, config, num_train)
+    new_state = [svi.init(key, x, y, jnp.arange(config.batch_size), None,
+                          init_params=vi.guide_params(model, mean, config.init_sd))]
 
     def run_old(epoch):
         variational, opt_state, out = old_fn(*old_state, jax.random.fold_in(key, epoch), jax.random.fold_in(key, 10_000 + epoch), x, y)
@@ -107,7 +108,7 @@ def measure(x, y, sizes, config: vi.VIConfig, repeats: int) -> dict:
         t0 = time.perf_counter(); new_nelbo.append(run_new(r)); new_times.append(time.perf_counter() - t0)  # noqa: E702
     return {
         "device": f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}",
-        "layer_sizes": list(sizes),
+        "layer_sizes": list(model.layer_sizes),
         "num_train": num_train,
         "batch_size": config.batch_size,
         "steps_per_epoch": -(-num_train // config.batch_size),
@@ -134,10 +135,10 @@ def main():
     mnist = data.load("mnist", REPO / "resources")
     x = jnp.asarray(mnist["x_train"][: args.num_train], jnp.float32)
     y = jnp.asarray(mnist["y_train"][: args.num_train])
-    sizes = [x.shape[1], args.hidden, 10]
+    model = MLP((x.shape[1], args.hidden, 10))
     with jax.default_matmul_precision("highest"):
-        result = measure(x, y, sizes, vi.VIConfig(batch_size=args.batch_size), args.repeats)
-    print(f"{result['device']}  {sizes} on {result['num_train']} images, batch {result['batch_size']}: "
+        result = measure(x, y, model, vi.VIConfig(batch_size=args.batch_size), args.repeats)
+    print(f"{result['device']}  {list(model.layer_sizes)} on {result['num_train']} images, batch {result['batch_size']}: "
           f"old loop {result['s_per_epoch_old']:.3f} s/epoch, NumPyro SVI {result['s_per_epoch_svi']:.3f} s/epoch "
           f"(medians); ratio old/SVI of the minima {result['ratio']:.3f}, of the medians "
           f"{result['ratio_of_medians']:.3f} (goal >= 0.9)")

@@ -1,4 +1,5 @@
-"""Experiments A, B and C as tables (compactbnn.paper.experiments), on tiny digits networks.
+"""Experiments A and B as tables (compactbnn.paper.experiments), on tiny digits networks; Experiment C's
+tables are tested in test_experiments_posterior.py.
 
 The checks use facts that hold whatever the training: a permuted copy computes the same function
 and rebasin recovers its permutation exactly; a network interpolated with itself has no barrier;
@@ -12,15 +13,16 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import random_mlp, stack_trees
+from conftest import stack_trees
 
-from compactbnn.symmetry import compact, interpolation, permutation, rebasin
+from compactbnn.symmetry import interpolation, permutation, rebasin
 from compactbnn.paper import experiments
-from compactbnn.evaluation import metrics, pruning
-from compactbnn.models import mlp
+from compactbnn.config import shapes
+from compactbnn.models import MLP
 from compactbnn import train
 
 SIZES = [64, 16, 10]
+MODEL = MLP(SIZES)
 NOT_COLUMNS = ["run", "not_init", "curve", "not_measured", "distance", "barrier", "barrier_midpoint"]
 NOT_EXTRA_COLUMNS = [
     *(f"{kind}_{split}" for split in ("train", "test")
@@ -31,8 +33,6 @@ NOT_EXTRA_COLUMNS = [
 ]
 INTERPOLATION_COLUMNS = ["epoch", "lambda", "rebasin", "split", "loss", "accuracy", "not_to_w0",
                          "l2_to_w0", "l2_to_w0_w1", "l2_to_w0_b1", "l2_to_w0_w2", "l2_to_w0_b2"]
-TABLE1_COLUMNS = ["method", "representation", "agreement", "tv", "accuracy_samples", "accuracy_mean", "nll", "ece",
-                  "agreement_mean", "tv_mean"]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,13 @@ def small(digits):
             "y_test": digits["y_test"]}
 
 
-def analyse(init, trained, trained_permuted, perms, **options) -> pd.DataFrame:
-    return experiments.analyse_not_run(init, trained, trained_permuted, perms, progress=False, **options)
+def random_mlp(seed, sizes):
+    """A PyTorch-default random network of MLP(sizes)."""
+    return MLP(sizes).init(jax.random.key(seed))
+
+
+def analyse(init, trained, trained_permuted, perms, model=MODEL, **options) -> pd.DataFrame:
+    return experiments.analyse_not_run(model, init, trained, trained_permuted, perms, progress=False, **options)
 
 
 def network(params, j):
@@ -52,27 +57,6 @@ def network(params, j):
 
 
 # --- grids ---------------------------------------------------------------------------------------------
-
-def test_not_levels_paper():
-    levels = experiments.not_levels(512, 50)
-    np.testing.assert_array_equal(levels, np.linspace(1, 511, 50).astype(int))
-    assert len(levels) == 50 and len(np.unique(levels)) == 50
-    assert levels[0] == 1 and levels[-1] == 511
-    assert np.all(np.diff(levels) > 0)
-
-
-def test_not_levels_dedup_for_tiny_widths():
-    np.testing.assert_array_equal(experiments.not_levels(4, 10), [1, 2, 3])
-    np.testing.assert_array_equal(experiments.not_levels(2, 5), [1])
-    np.testing.assert_array_equal(experiments.not_levels(16, 1), [1])
-    np.testing.assert_array_equal(experiments.not_levels(16, 5), [1, 4, 8, 11, 15])
-
-
-@pytest.mark.parametrize("width, num_levels", [(1, 5), (0, 5), (16, 0), (16, -2)])
-def test_not_levels_errors(width, num_levels):
-    with pytest.raises(ValueError):
-        experiments.not_levels(width, num_levels)
-
 
 def test_lambda_grid():
     grid = experiments.lambda_grid(11)
@@ -88,27 +72,28 @@ def test_lambda_grid():
 
 @pytest.mark.parametrize("sizes, levels", [([64, 16, 10], [1, 4, 8, 11, 15]), ([64, 12, 5, 10], [1, 3, 7, 11])])
 def test_permuted_initialisations(small, sizes, levels):
-    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(3), sizes, levels, independent=False)
+    model = MLP(sizes)
+    init, perms, permuted = experiments.permuted_initialisations(model, jax.random.key(3), levels, independent=False)
     hidden = sizes[1:-1]
-    assert mlp.layer_sizes_of(init) == sizes
+    model.check(init)
     assert len(perms) == len(hidden)
     assert permuted[0]["weight"].shape == (len(levels), sizes[1], sizes[0])
-    logits = np.asarray(mlp.apply(init, small["x"]))
+    logits = np.asarray(model.apply(init, small["x"]))
     for j, level in enumerate(levels):
         for layer, width in enumerate(hidden):
             assert perms[layer].shape == (len(levels), width)
             # exactly k transpositions, or n_l - 1 where the layer is too narrow for k
             assert permutation.count_transpositions(perms[layer][j]) == min(level, width - 1)
         copy = network(permuted, j)
-        expected = permutation.permute(init, [p[j] for p in perms])
+        expected = permutation.permute(model, init, [p[j] for p in perms])
         for got, want in zip(jax.tree_util.tree_leaves(copy), jax.tree_util.tree_leaves(expected)):
             np.testing.assert_array_equal(got, want)
         # a permuted copy computes the same function as W_init ...
-        np.testing.assert_allclose(np.asarray(mlp.apply(copy, small["x"])), logits, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(model.apply(copy, small["x"])), logits, rtol=1e-5, atol=1e-5)
         # ... with different weights (every level moves at least one unit)
         assert not np.array_equal(np.asarray(copy[0]["weight"]), np.asarray(init[0]["weight"]))
     # same key, same networks and permutations
-    init2, perms2, _ = experiments.permuted_initialisations(jax.random.key(3), sizes, levels, independent=False)
+    init2, perms2, _ = experiments.permuted_initialisations(MLP(sizes), jax.random.key(3), levels, independent=False)
     np.testing.assert_array_equal(init2[0]["weight"], init[0]["weight"])
     for a, b in zip(perms, perms2):
         np.testing.assert_array_equal(a, b)
@@ -117,15 +102,15 @@ def test_permuted_initialisations(small, sizes, levels):
 def test_permuted_initialisations_independent_pairs(small):
     """The authors' pairs: a fresh W_init for every level, permuted by its own P_k."""
     sizes, levels = [64, 16, 10], [1, 4, 8, 15]
-    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(4), sizes, levels)
+    init, perms, permuted = experiments.permuted_initialisations(MLP(sizes), jax.random.key(4), levels)
     assert init[0]["weight"].shape == (len(levels), 16, 64)
     firsts = [network(init, j) for j in range(len(levels))]
     for j, level in enumerate(levels):
         assert permutation.count_transpositions(perms[0][j]) == level
-        expected = permutation.permute(firsts[j], [perms[0][j]])
+        expected = permutation.permute(MODEL, firsts[j], [perms[0][j]])
         np.testing.assert_array_equal(network(permuted, j)[0]["weight"], expected[0]["weight"])
-        np.testing.assert_allclose(np.asarray(mlp.apply(network(permuted, j), small["x"])),
-                                   np.asarray(mlp.apply(firsts[j], small["x"])), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(MODEL.apply(network(permuted, j), small["x"])),
+                                   np.asarray(MODEL.apply(firsts[j], small["x"])), rtol=1e-5, atol=1e-5)
     # every level starts from its own network
     assert len({np.asarray(f[0]["weight"]).tobytes() for f in firsts}) == len(levels)
     # analysed pair by pair: the init curve recovers each level's planted P against its own W_init
@@ -133,7 +118,7 @@ def test_permuted_initialisations_independent_pairs(small):
                     split="train", lambdas=experiments.lambda_grid(3), method="activation")
     init_rows = table[table["curve"] == "init"]
     np.testing.assert_array_equal(init_rows["not_measured"], levels)
-    np.testing.assert_allclose(init_rows["distance"], [float(interpolation.squared_distance(firsts[j], network(permuted, j)))
+    np.testing.assert_allclose(init_rows["distance"], [float(interpolation.squared_distance(MODEL, firsts[j], network(permuted, j)))
                                                        for j in range(len(levels))], rtol=1e-5)
     assert (table.loc[table["curve"] == "control", "distance"] == 0).all()
 
@@ -141,8 +126,8 @@ def test_permuted_initialisations_independent_pairs(small):
 @pytest.fixture(scope="module")
 def not_run(small):
     """Experiment A on an untrained 64-16-10 network: the "trained" networks are the inits themselves."""
-    levels = experiments.not_levels(16, 5)
-    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(0), SIZES, levels, independent=False)
+    levels = np.asarray(shapes.not_levels(16, 5), np.int32)
+    init, perms, permuted = experiments.permuted_initialisations(MLP(SIZES), jax.random.key(0), levels, independent=False)
     lambdas = experiments.lambda_grid(5)
     splits = {"train": (small["x"], small["y"]), "test": (small["x_test"], small["y_test"])}
     table = analyse(init, init, permuted, perms, x_match=None, splits=splits, split="train",
@@ -173,9 +158,9 @@ def test_analyse_not_run_distance_and_barrier_are_the_pairs(not_run, small):
     lambdas = not_run["lambdas"]
     for j in range(len(not_run["levels"])):
         second = network(not_run["permuted"], j)
-        assert init_rows.loc[j, "distance"] == pytest.approx(float(interpolation.squared_distance(not_run["init"], second)),
+        assert init_rows.loc[j, "distance"] == pytest.approx(float(interpolation.squared_distance(MODEL, not_run["init"], second)),
                                                              rel=1e-5)
-        loss = interpolation.evaluate_path(not_run["init"], second, lambdas, {"s": (small["x"], small["y"])})["s_loss"]
+        loss = interpolation.evaluate_path(MODEL, not_run["init"], second, lambdas, {"s": (small["x"], small["y"])})["s_loss"]
         assert init_rows.loc[j, "barrier"] == pytest.approx(loss.max() - 0.5 * (loss[0] + loss[-1]), abs=1e-5)
         assert init_rows.loc[j, "barrier_midpoint"] == pytest.approx(loss[2] - 0.5 * (loss[0] + loss[-1]), abs=1e-5)
     assert init_rows["distance"].iloc[-1] > 0
@@ -192,7 +177,7 @@ def test_analyse_not_run_extras_are_the_pairs(not_run):
     for j in (0, len(not_run["levels"]) - 1):
         second = network(not_run["permuted"], j)
         for name, (x, y) in splits.items():
-            path = interpolation.evaluate_path(not_run["init"], second, lambdas, {name: (x, y)})
+            path = interpolation.evaluate_path(MODEL, not_run["init"], second, lambdas, {name: (x, y)})
             error = 1.0 - path[f"{name}_accuracy"]
             assert init_rows.loc[j, f"error_barrier_{name}"] == pytest.approx(error.max() - 0.5 * (error[0] + error[-1]), abs=1e-6)
             assert init_rows.loc[j, f"error_barrier_midpoint_{name}"] == pytest.approx(
@@ -200,10 +185,10 @@ def test_analyse_not_run_extras_are_the_pairs(not_run):
             loss = path[f"{name}_loss"]
             assert init_rows.loc[j, f"barrier_{name}"] == pytest.approx(loss.max() - 0.5 * (loss[0] + loss[-1]), abs=1e-5)
             for which, net in (("first", not_run["init"]), ("second", second)):
-                metrics_ = train.evaluate(net, x, y)
+                metrics_ = train.evaluate(MODEL, net, x, y)
                 assert init_rows.loc[j, f"{which}_loss_{name}"] == pytest.approx(metrics_["loss"], abs=1e-5)
                 assert init_rows.loc[j, f"{which}_accuracy_{name}"] == pytest.approx(metrics_["accuracy"], abs=1e-6)
-        by_layer = interpolation.squared_distance_per_layer(not_run["init"], second)
+        by_layer = interpolation.squared_distance_per_layer(MODEL, not_run["init"], second)
         for layer, value in by_layer.items():
             assert init_rows.loc[j, f"distance_{layer}"] == pytest.approx(float(value), rel=1e-5, abs=1e-9)
     # a permuted copy is the same function: its pair's ends score alike
@@ -238,7 +223,7 @@ def test_analyse_not_run_trained_curve_uses_the_trained_networks(not_run):
 def test_analyse_not_run_trained_and_control_pairs(small):
     """Different "trained" networks: the trained pair is (T, T'_k), the control pair (P_k T, T'_k)."""
     levels = [2, 9]
-    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(1), SIZES, levels, independent=False)
+    init, perms, permuted = experiments.permuted_initialisations(MLP(SIZES), jax.random.key(1), levels, independent=False)
     trained = random_mlp(11, SIZES)
     trained_permuted = stack_trees([random_mlp(12, SIZES), random_mlp(13, SIZES)])
     table = analyse(init, trained, trained_permuted, perms, x_match=small["x"],
@@ -247,12 +232,12 @@ def test_analyse_not_run_trained_and_control_pairs(small):
     for j in range(2):
         second = network(trained_permuted, j)
         row = table[(table["curve"] == "trained")].iloc[j]
-        assert row["distance"] == pytest.approx(float(interpolation.squared_distance(trained, second)), rel=1e-5)
-        assert row["not_measured"] == interpolation.transpositions_between(trained, second, method="activation",
+        assert row["distance"] == pytest.approx(float(interpolation.squared_distance(MODEL, trained, second)), rel=1e-5)
+        assert row["not_measured"] == interpolation.transpositions_between(MODEL, trained, second, method="activation",
                                                                           x=small["x"])
-        controlled = permutation.permute(trained, [p[j] for p in perms])
+        controlled = permutation.permute(MODEL, trained, [p[j] for p in perms])
         row = table[(table["curve"] == "control")].iloc[j]
-        assert row["distance"] == pytest.approx(float(interpolation.squared_distance(controlled, second)), rel=1e-5)
+        assert row["distance"] == pytest.approx(float(interpolation.squared_distance(MODEL, controlled, second)), rel=1e-5)
     # activation matching also recovers the planted P at initialisation
     init_rows = table[table["curve"] == "init"]
     np.testing.assert_array_equal(init_rows["not_measured"], levels)
@@ -264,10 +249,10 @@ def test_analyse_not_run_takes_the_shared_first_network_stacked_or_not(not_run, 
                    lambdas=experiments.lambda_grid(3), method="weight")
     init = not_run["init"]
     plain = analyse(init, init, not_run["permuted"], not_run["perms"], **options)
-    stacked = analyse(mlp.stack_one(init), mlp.stack_one(init), not_run["permuted"], not_run["perms"], **options)
+    stacked = analyse(MODEL.stack_one(init), MODEL.stack_one(init), not_run["permuted"], not_run["perms"], **options)
     pd.testing.assert_frame_equal(plain, stacked)
     with pytest.raises(ValueError, match="a stack of 2"):
-        analyse(mlp.repeat(init, 2), init, not_run["permuted"], not_run["perms"], **options)
+        analyse(stack_trees([init, init]), init, not_run["permuted"], not_run["perms"], **options)
 
 
 def test_analyse_not_run_midpoint_is_nan_without_half(not_run, small):
@@ -282,9 +267,9 @@ def test_analyse_not_run_two_hidden_layers_sums_not(small):
     """NoT(P) in not_init is summed over hidden layers, as NoT(P') in not_measured is (not the level k per layer)."""
     sizes = [64, 12, 8, 10]
     levels = [1, 5, 9]  # 9 > 8 - 1: the second layer gets NoT 7 at that level
-    init, perms, permuted = experiments.permuted_initialisations(jax.random.key(2), sizes, levels, independent=False)
-    table = analyse(init, init, permuted, perms, x_match=None, splits={"train": (small["x"], small["y"])}, split="train",
-                    lambdas=experiments.lambda_grid(3), method="weight")
+    init, perms, permuted = experiments.permuted_initialisations(MLP(sizes), jax.random.key(2), levels, independent=False)
+    table = analyse(init, init, permuted, perms, model=MLP(sizes), x_match=None, splits={"train": (small["x"], small["y"])},
+                    split="train", lambdas=experiments.lambda_grid(3), method="weight")
     init_rows = table[table["curve"] == "init"]
     planted = [sum(permutation.count_transpositions(p[j]) for p in perms) for j in range(len(levels))]
     assert planted == [2, 10, 16]
@@ -302,7 +287,7 @@ def interpolation_run(small):
     snapshots = stack_trees(epochs)
     lambdas = experiments.lambda_grid(5)
     splits = {"train": (small["x"], small["y"]), "test": (small["x_test"], small["y_test"])}
-    table = experiments.interpolation_table(snapshots, lambdas, splits, method="weight", x_match=None, progress=False)
+    table = experiments.interpolation_table(MODEL, snapshots, lambdas, splits, method="weight", x_match=None, progress=False)
     return dict(snapshots=snapshots, lambdas=lambdas, splits=splits, table=table)
 
 
@@ -325,7 +310,7 @@ def test_interpolation_table_not_to_w0(interpolation_run):
     assert (after.loc[after["lambda"] == 1.0, "not_to_w0"] == 0).all()
     for epoch in (0, 1):
         w0, w1 = (network(network(interpolation_run["snapshots"], epoch), i) for i in (0, 1))
-        expected = interpolation.transpositions_between(w0, w1, method="weight")
+        expected = interpolation.transpositions_between(MODEL, w0, w1, method="weight")
         assert expected > 0
         rows = before[(before["epoch"] == epoch) & (before["lambda"] == 1.0)]
         assert (rows["not_to_w0"] == expected).all()
@@ -338,12 +323,12 @@ def test_interpolation_table_distance_to_w0(interpolation_run):
     np.testing.assert_allclose((table[layers] ** 2).sum(axis=1), table["l2_to_w0"] ** 2, rtol=1e-5)
     for epoch in (0, 1):
         w0, w1 = (network(network(interpolation_run["snapshots"], epoch), i) for i in (0, 1))
-        aligned, _ = rebasin.rebasin(w0, w1, method="weight")
+        aligned, _ = rebasin.rebasin(MODEL, w0, w1, method="weight")
         for when, end in (("before", w1), ("after", aligned)):
             rows = table[(table["epoch"] == epoch) & (table["rebasin"] == when) & (table["split"] == "train")]
-            full = np.sqrt(float(interpolation.squared_distance(w0, end)))
+            full = np.sqrt(float(interpolation.squared_distance(MODEL, w0, end)))
             np.testing.assert_allclose(rows["l2_to_w0"], lambdas * full, rtol=1e-4, atol=1e-6)
-            per_layer = interpolation.squared_distance_per_layer(w0, end)
+            per_layer = interpolation.squared_distance_per_layer(MODEL, w0, end)
             for layer, value in per_layer.items():
                 np.testing.assert_allclose(rows[f"l2_to_w0_{layer}"], lambdas * np.sqrt(float(value)), rtol=1e-4, atol=1e-6)
         last = lambda when: table.loc[(table["epoch"] == epoch) & (table["rebasin"] == when)  # noqa: E731
@@ -362,228 +347,13 @@ def test_interpolation_table_losses(interpolation_run):
             rows = table[(table["epoch"] == epoch) & (table["split"] == split)]
             at = lambda when, lam, column: float(  # noqa: E731
                 rows.loc[(rows["rebasin"] == when) & (rows["lambda"] == lam), column].iloc[0])
-            ends = [train.evaluate(w, x, y) for w in (w0, w1)]
+            ends = [train.evaluate(MODEL, w, x, y) for w in (w0, w1)]
             for when in ("before", "after"):
                 assert at(when, 0.0, "loss") == pytest.approx(float(ends[0]["loss"]), abs=1e-5)
                 assert at(when, 0.0, "accuracy") == pytest.approx(float(ends[0]["accuracy"]), abs=1e-6)
                 # the aligned W1 computes the same function as W1
                 assert at(when, 1.0, "loss") == pytest.approx(float(ends[1]["loss"]), abs=1e-5)
             middle = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), w0, w1)
-            assert at("before", 0.5, "loss") == pytest.approx(float(train.evaluate(middle, x, y)["loss"]), abs=1e-5)
+            assert at("before", 0.5, "loss") == pytest.approx(float(train.evaluate(MODEL, middle, x, y)["loss"]), abs=1e-5)
             # rebasin changes the path between the same ends
             assert at("after", 0.5, "loss") != pytest.approx(at("before", 0.5, "loss"), abs=1e-4)
-
-
-# --- Experiment C ----------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def posterior(digits):
-    """Seven 64-16-10 networks trained briefly: four stand for HMC samples, three for ensemble members."""
-    config = train.TrainConfig(optimizer="adam", learning_rate=1e-2, batch_size=128, epochs=3)
-    inits = mlp.init_many(jax.random.key(30), SIZES, 7)
-    result = train.train_many(inits, digits["x_train"], digits["y_train"], jax.random.split(jax.random.key(31), 7),
-                              config, progress=False)
-    hmc = jax.tree_util.tree_map(lambda leaf: leaf[:4], result.params)
-    ensemble = jax.tree_util.tree_map(lambda leaf: leaf[4:], result.params)
-    reference = network(hmc, 0)
-    vi_sd = jax.tree_util.tree_map(lambda leaf: np.full(leaf.shape, 1e-7, np.float32), reference)
-    gaussians = {
-        ("hmc", "q_d"): compact.q_direct(hmc),
-        ("hmc", "q_r"): compact.q_rebasin(hmc, reference="first").q,
-        ("ensemble", "q_d"): compact.q_direct(ensemble),
-        ("ensemble", "q_r"): compact.q_rebasin(ensemble, reference=reference).q,
-        # a VI posterior collapsed on one network: its draws are that network
-        ("vi", "q"): compact.Gaussian(network(ensemble, 0), vi_sd),
-    }
-    return dict(hmc=hmc, ensemble=ensemble, gaussians=gaussians, x=digits["x_test"], y=digits["y_test"])
-
-
-@pytest.fixture(scope="module")
-def table1(posterior):
-    return experiments.posterior_table(jax.random.key(40), posterior["hmc"], posterior["ensemble"], posterior["gaussians"],
-                                       posterior["x"], posterior["y"], num_q_samples=8)
-
-
-def test_posterior_table_rows_and_columns(table1):
-    assert list(table1.columns) == TABLE1_COLUMNS
-    assert list(zip(table1["method"], table1["representation"])) == list(experiments.TABLE1_ROWS)
-
-
-def test_posterior_table_sample_rows(table1, posterior):
-    x, y = posterior["x"], posterior["y"]
-    hmc, ensemble = (table1.iloc[i] for i in (0, 3))
-    reference = metrics.predictive(posterior["hmc"], x)
-    assert hmc["agreement"] == 1.0 and hmc["tv"] == pytest.approx(0.0, abs=1e-12)
-    assert hmc["accuracy_samples"] == pytest.approx(metrics.accuracy(reference, y))
-    assert hmc["nll"] == pytest.approx(metrics.nll(reference, y))
-    assert hmc["ece"] == pytest.approx(metrics.expected_calibration_error(reference, y))
-    members = metrics.predictive(posterior["ensemble"], x)
-    assert ensemble["agreement"] == pytest.approx(metrics.agreement(members, reference))
-    assert ensemble["tv"] == pytest.approx(metrics.total_variation(members, reference))
-    assert ensemble["accuracy_samples"] == pytest.approx(metrics.accuracy(members, y))
-    assert ensemble["agreement"] < 1.0  # the ensemble is not HMC
-    for row in (hmc, ensemble):
-        assert np.isnan(row["accuracy_mean"]) and np.isnan(row["agreement_mean"]) and np.isnan(row["tv_mean"])
-
-
-def test_posterior_table_q_rows_use_their_own_gaussian(table1, posterior):
-    x, y = posterior["x"], posterior["y"]
-    for i, (method, representation) in enumerate(experiments.TABLE1_ROWS):
-        if representation == "sample":
-            continue
-        q = posterior["gaussians"][method, representation]
-        mean_probabilities = metrics.network_probabilities(q.mean, x)
-        assert table1.iloc[i]["accuracy_mean"] == pytest.approx(metrics.accuracy(mean_probabilities, y))
-        reference = metrics.predictive(posterior["hmc"], x)
-        assert table1.iloc[i]["agreement_mean"] == pytest.approx(metrics.agreement(mean_probabilities, reference))
-        assert table1.iloc[i]["tv_mean"] == pytest.approx(metrics.total_variation(mean_probabilities, reference))
-    # the accuracies of the four means differ, so a row reading another Gaussian would be caught
-    assert table1["accuracy_mean"].dropna().nunique() >= 3
-    # VI's draws are (almost exactly) its mean: the predictive is the mean network's
-    vi = table1.iloc[6]
-    mean_probabilities = metrics.network_probabilities(posterior["gaussians"]["vi", "q"].mean, x)
-    reference = metrics.predictive(posterior["hmc"], x)
-    assert vi["accuracy_samples"] == pytest.approx(vi["accuracy_mean"])
-    assert vi["agreement"] == pytest.approx(metrics.agreement(mean_probabilities, reference))
-    assert vi["tv"] == pytest.approx(metrics.total_variation(mean_probabilities, reference), abs=1e-5)
-
-
-def test_posterior_table_is_seeded(table1, posterior):
-    args = (posterior["hmc"], posterior["ensemble"], posterior["gaussians"], posterior["x"], posterior["y"])
-    again = experiments.posterior_table(jax.random.key(40), *args, num_q_samples=8)
-    pd.testing.assert_frame_equal(again, table1)
-    other = experiments.posterior_table(jax.random.key(41), *args, num_q_samples=8)
-    samples = other["representation"] == "sample"
-    pd.testing.assert_frame_equal(other[samples], table1[samples])
-    assert not np.allclose(other.loc[other["representation"] == "q_d", "tv"], table1.loc[table1["representation"] == "q_d", "tv"])
-
-
-def test_posterior_table_low_rank_row(posterior):
-    """The authors' low-rank Gaussian of the aligned ensemble as an eighth row, seeded like the others."""
-    low_rank = compact.low_rank_gaussian(posterior["ensemble"])
-    args = (posterior["hmc"], posterior["ensemble"], posterior["gaussians"], posterior["x"], posterior["y"])
-    table = experiments.posterior_table(jax.random.key(40), *args, num_q_samples=8, low_rank=low_rank)
-    assert list(zip(table["method"], table["representation"])) == [*experiments.TABLE1_ROWS, experiments.LOW_RANK_ROW]
-    row = table.iloc[-1]
-    draws = compact.sample_low_rank(jax.random.fold_in(jax.random.key(40), len(experiments.TABLE1_ROWS)), low_rank, 8)
-    reference = metrics.predictive(posterior["hmc"], posterior["x"])
-    assert row["agreement"] == pytest.approx(metrics.agreement(metrics.predictive(draws, posterior["x"]), reference))
-    assert row["accuracy_mean"] == pytest.approx(
-        metrics.accuracy(metrics.network_probabilities(low_rank.mean, posterior["x"]), posterior["y"]))
-
-
-def test_pruning_table(posterior):
-    gaussians, x, y = posterior["gaussians"], posterior["x"], posterior["y"]
-    retained = [100, 50, 10]
-    last_sample = jax.tree_util.tree_map(lambda leaf: leaf[-1], posterior["hmc"])
-    last_member = jax.tree_util.tree_map(lambda leaf: leaf[-1], posterior["ensemble"])
-    table = experiments.pruning_table(gaussians, x, y, retained, last_hmc_sample=last_sample, last_member=last_member)
-    curve_names = experiments.PRUNING_CURVES + experiments.EXTRA_PRUNING_CURVES
-    assert list(table.columns) == ["curve", "retained_percent", "accuracy"]
-    assert list(table["curve"]) == [c for c in curve_names for _ in retained]
-    assert list(table["retained_percent"]) == retained * len(curve_names)
-    for curve, network, sd_of in (("hmc_last_sample", last_sample, ("hmc", "q_r")),
-                                  ("ensemble_last_member", last_member, ("ensemble", "q_r")),
-                                  ("ensemble_mu_r_by_vi", gaussians["ensemble", "q_r"].mean, ("vi", "q"))):
-        np.testing.assert_allclose(table.loc[table["curve"] == curve, "accuracy"].to_numpy(),
-                                   pruning.pruning_curve(network, gaussians[sd_of].sd, x, y, retained), atol=1e-7)
-    without = experiments.pruning_table(gaussians, x, y, retained)
-    assert set(without["curve"]) == set(experiments.PRUNING_CURVES) | {"ensemble_mu_r_by_vi"}
-    pairs = {
-        "hmc_mu_r": (("hmc", "q_r"), ("hmc", "q_r")), "hmc_mu_d": (("hmc", "q_d"), ("hmc", "q_d")),
-        "ensemble_mu_r": (("ensemble", "q_r"), ("ensemble", "q_r")),
-        "ensemble_mu_d": (("ensemble", "q_d"), ("ensemble", "q_d")),
-        "merged": (("ensemble", "q_r"), ("hmc", "q_r")),  # the ensemble's mu_r pruned by HMC's sigma_r
-        "vi": (("vi", "q"), ("vi", "q")),
-    }
-    curves = {}
-    for curve, (mean_of, sd_of) in pairs.items():
-        expected = pruning.pruning_curve(gaussians[mean_of].mean, gaussians[sd_of].sd, x, y, retained)
-        curves[curve] = table.loc[table["curve"] == curve, "accuracy"].to_numpy()
-        np.testing.assert_allclose(curves[curve], expected, atol=1e-7, err_msg=curve)
-    # merged and the ensemble's own curve share the mean: equal at 100 %, different once pruned
-    assert curves["merged"][0] == curves["ensemble_mu_r"][0]
-    assert not np.array_equal(curves["merged"][1:], curves["ensemble_mu_r"][1:])
-
-
-def test_sigma_histograms():
-    sizes = SIZES
-    num_params = mlp.num_params(sizes)
-    names = [("vi", "q"), ("hmc", "q_r"), ("ensemble", "q_d"), ("hmc", "q_d"), ("ensemble", "q_r")]
-    gaussians = {}
-    for i, name in enumerate(names):
-        sd = jax.tree_util.tree_map(lambda leaf: np.abs(np.asarray(leaf)) * (i + 1), random_mlp(50 + i, sizes))
-        gaussians[name] = compact.Gaussian(random_mlp(60 + i, sizes), sd)
-    sigma = experiments.sigma_table(gaussians)
-    assert list(sigma.columns) == ["method", "representation", "parameter", "sigma"]
-    assert len(sigma) == num_params * len(names)
-    for name, group in sigma.groupby(["method", "representation"]):
-        np.testing.assert_array_equal(group["parameter"], np.arange(num_params))
-        np.testing.assert_array_equal(group["sigma"], np.asarray(mlp.ravel(gaussians[name].sd), np.float32))
-    num_bins = 7
-    table = experiments.sigma_histograms(sigma, num_bins=num_bins)
-    assert list(table.columns) == ["method", "representation", "bin_left", "bin_right", "count", "mean", "median", "p99", "max"]
-    assert len(table) == num_bins * len(names)
-    groups = list(dict.fromkeys(zip(table["method"], table["representation"])))
-    assert groups == sorted(names)
-    top = max(float(np.asarray(mlp.ravel(q.sd)).max()) for q in gaussians.values())
-    edges = None
-    for name, group in table.groupby(["method", "representation"], sort=False):
-        sigmas = np.asarray(mlp.ravel(gaussians[name].sd), np.float64)
-        assert group["count"].sum() == num_params  # every parameter counted once, the largest included
-        group_edges = np.concatenate([group["bin_left"].to_numpy(), group["bin_right"].to_numpy()[-1:]])
-        np.testing.assert_array_equal(group["bin_left"].to_numpy()[1:], group["bin_right"].to_numpy()[:-1])
-        if edges is None:
-            edges = group_edges
-        np.testing.assert_array_equal(group_edges, edges)  # shared bins
-        np.testing.assert_array_equal(group["count"], np.histogram(sigmas, bins=edges)[0])
-        for column, value in (("mean", sigmas.mean()), ("median", np.median(sigmas)), ("p99", np.percentile(sigmas, 99)),
-                              ("max", sigmas.max())):
-            np.testing.assert_allclose(group[column], value, rtol=1e-12, err_msg=column)
-    assert edges[0] == 0.0 and edges[-1] == pytest.approx(top)
-    assert len(edges) == num_bins + 1
-    # bins of a given width from 0 past the largest sigma (the claims' binning): same counts as numpy's
-    width = top / 9.5
-    by_width = experiments.sigma_histograms(sigma, bin_width=width)
-    edges = width * np.arange(11)
-    for name, group in by_width.groupby(["method", "representation"]):
-        np.testing.assert_allclose(group["bin_left"], edges[:-1])
-        np.testing.assert_array_equal(group["count"], np.histogram(sigma[(sigma["method"] == name[0]) & (
-            sigma["representation"] == name[1])]["sigma"].to_numpy(np.float64), bins=edges)[0])
-        assert group["count"].sum() == num_params
-    with pytest.raises(ValueError, match="exactly one of num_bins and bin_width"):
-        experiments.sigma_histograms(sigma, num_bins=3, bin_width=0.1)
-
-
-# --- HMC's running predictive -------------------------------------------------------------------------------
-
-
-def test_interleave_chains():
-    np.testing.assert_array_equal(experiments.interleave_chains([3, 3]), [0, 3, 1, 4, 2, 5])
-    np.testing.assert_array_equal(experiments.interleave_chains([2, 3, 1]), [0, 2, 5, 1, 3, 4])
-    np.testing.assert_array_equal(experiments.interleave_chains([4]), [0, 1, 2, 3])
-    with pytest.raises(ValueError, match="at least one sample"):
-        experiments.interleave_chains([2, 0])
-
-
-def test_running_predictive_table(small):
-    """Per chain, its own samples in order; pooled, interleaved: at n = 2 k the mean of both chains' k-sample predictives."""
-    samples = mlp.init_many(jax.random.key(40), SIZES, 6)
-    x, y = small["x_test"], small["y_test"]
-    table = experiments.running_predictive_table(samples, [3, 3], x, y)
-    assert list(table.columns) == ["chain", "n", "accuracy", "nll", "sample_accuracy", "sample_nll"]
-    assert list(table["chain"].unique()) == ["0", "1", "pooled"]
-    assert list(table["n"]) == [1, 2, 3, 1, 2, 3, 1, 2, 3, 4, 5, 6]
-    softmax = [metrics.network_probabilities(network(samples, s), x) for s in range(6)]
-    mean = lambda indices: np.mean([softmax[s] for s in indices], axis=0)  # noqa: E731
-    for chain, indices in (("0", [0, 1, 2]), ("1", [3, 4, 5])):
-        rows = table[table["chain"] == chain]
-        for n in (1, 2, 3):
-            assert rows["nll"].iloc[n - 1] == pytest.approx(metrics.nll(mean(indices[:n]), y), abs=1e-6)
-    pooled = table[table["chain"] == "pooled"]
-    for k in (1, 2, 3):
-        both = 0.5 * (mean(range(k)) + mean(range(3, 3 + k)))
-        assert pooled["nll"].iloc[2 * k - 1] == pytest.approx(metrics.nll(both, y), abs=1e-6)
-    np.testing.assert_allclose(pooled["sample_accuracy"].iloc[:2], table.loc[table["n"] == 1, "sample_accuracy"].iloc[:2])
-    with pytest.raises(ValueError, match="do not add up"):
-        experiments.running_predictive_table(samples, [3, 2], x, y)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from compactbnn.evaluation import metrics
-from compactbnn.models import mlp
+from compactbnn.models import MLP
+from compactbnn.symmetry import gaussian
 
 P = np.array([[0.7, 0.2, 0.1],
               [0.1, 0.5, 0.4],
@@ -67,11 +68,13 @@ def test_bad_tables_are_rejected():
         metrics.expected_calibration_error(P, np.array([0, 1, 2, 2]), num_bins=0)
 
 
-def _numpy_probabilities(params, x):
+def _numpy_probabilities(model, params, x):
+    # the MLP's forward pass written out in float64 numpy (its sites: weight, bias per layer, in order)
+    sites = [np.asarray(value, np.float64) for value in model.to_sites(params).values()]
     h = x.astype(np.float64)
-    for layer in params[:-1]:
-        h = np.maximum(h @ np.asarray(layer["weight"], np.float64).T + np.asarray(layer["bias"], np.float64), 0)
-    return _softmax(h @ np.asarray(params[-1]["weight"], np.float64).T + np.asarray(params[-1]["bias"], np.float64))
+    for weight, bias in zip(sites[0:-2:2], sites[1:-2:2]):
+        h = np.maximum(h @ weight.T + bias, 0)
+    return _softmax(h @ sites[-2].T + sites[-1])
 
 
 def _softmax(z):
@@ -81,46 +84,54 @@ def _softmax(z):
 
 
 def test_predictive_is_the_mean_softmax_whatever_the_batching():
-    stack = mlp.init_many(jax.random.key(0), [5, 6, 3], 7)
+    model = MLP((5, 6, 3))
+    stack = model.init_many(jax.random.key(0), 7)
     stack = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf) * 4.0, stack)  # numpy, and sharper softmaxes
     x = np.asarray(jax.random.normal(jax.random.key(1), (23, 5)))
-    by_hand = np.mean([_numpy_probabilities(jax.tree_util.tree_map(lambda l: l[s], stack), x) for s in range(7)], axis=0)
-    whole = metrics.predictive(stack, x, batch_size=1000, sample_batch_size=1000)
-    batched = metrics.predictive(stack, x, batch_size=4, sample_batch_size=3)
+    by_hand = np.mean([_numpy_probabilities(model, jax.tree_util.tree_map(lambda l: l[s], stack), x) for s in range(7)], axis=0)
+    whole = metrics.predictive(model, stack, x, batch_size=1000, sample_batch_size=1000)
+    batched = metrics.predictive(model, stack, x, batch_size=4, sample_batch_size=3)
     assert whole.shape == (23, 3)
     np.testing.assert_allclose(whole, by_hand, atol=1e-6)
     np.testing.assert_allclose(batched, whole, atol=1e-6)
-    one = metrics.network_probabilities(jax.tree_util.tree_map(lambda leaf: leaf[2], stack), x)
-    np.testing.assert_allclose(one, _numpy_probabilities(jax.tree_util.tree_map(lambda l: l[2], stack), x), atol=1e-6)
+    one = metrics.network_probabilities(model, jax.tree_util.tree_map(lambda leaf: leaf[2], stack), x)
+    np.testing.assert_allclose(one, _numpy_probabilities(model, jax.tree_util.tree_map(lambda l: l[2], stack), x), atol=1e-6)
 
 
 def test_gaussian_draws_and_their_predictive():
-    mean = mlp.init(jax.random.key(0), [4, 5, 3])
+    model = MLP((4, 5, 3))
+    mean = model.init(jax.random.key(0))
     sd = jax.tree_util.tree_map(lambda leaf: jnp.full_like(leaf, 0.3), mean)
     q = (mean, sd)
-    draws = metrics.sample_gaussian(jax.random.key(2), q, 4000)
-    flat = np.asarray(mlp.ravel(draws))
-    assert flat.shape == (4000, mlp.num_params([4, 5, 3]))
-    np.testing.assert_allclose(flat.mean(axis=0), np.asarray(mlp.ravel(mean)), atol=4 * 0.3 / np.sqrt(4000))
+    draws = gaussian.sample_gaussian(model, jax.random.key(2), q, 4000)
+    flat = np.asarray(model.ravel(draws))
+    assert flat.shape == (4000, model.num_params)
+    np.testing.assert_allclose(flat.mean(axis=0), np.asarray(model.ravel(mean)), atol=4 * 0.3 / np.sqrt(4000))
     np.testing.assert_allclose(flat.std(axis=0), 0.3, rtol=0.1)
     # The first draws do not depend on how many are drawn.
-    few = np.asarray(mlp.ravel(metrics.sample_gaussian(jax.random.key(2), q, 4)))
+    few = np.asarray(model.ravel(gaussian.sample_gaussian(model, jax.random.key(2), q, 4)))
     np.testing.assert_allclose(few, flat[:4], rtol=0, atol=1e-6)
     # The chunked predictive of 10 draws (chunks of 4) is the predictive of the first 10 draws.
     x = np.asarray(jax.random.normal(jax.random.key(1), (11, 4)))
-    chunked = metrics.gaussian_predictive(jax.random.key(2), q, x, num_samples=10, batch_size=5, sample_batch_size=4)
-    direct = metrics.predictive(jax.tree_util.tree_map(lambda leaf: leaf[:10], draws), x, batch_size=5, sample_batch_size=4)
+    chunked = metrics.gaussian_predictive(model, jax.random.key(2), q, x, num_samples=10, batch_size=5, sample_batch_size=4)
+    direct = metrics.predictive(model, jax.tree_util.tree_map(lambda leaf: leaf[:10], draws), x, batch_size=5,
+                                sample_batch_size=4)
     np.testing.assert_allclose(chunked, direct, atol=1e-6)
+    with pytest.raises(ValueError, match="q's sd"):  # a q of another network
+        gaussian.sample_gaussian(model, jax.random.key(2), (mean, MLP((4, 6, 3)).init(jax.random.key(0))), 2)
 
 
 def test_predictive_rejects_bad_input():
-    stack = mlp.init_many(jax.random.key(0), [5, 6, 3], 2)
+    model = MLP((5, 6, 3))
+    stack = model.init_many(jax.random.key(0), 2)
     with pytest.raises(ValueError, match=r"\(N, 5\)"):
-        metrics.predictive(stack, np.zeros((4, 6), np.float32))
-    with pytest.raises(ValueError, match="leading sample axis"):
-        metrics.predictive(mlp.init(jax.random.key(0), [5, 6, 3]), np.zeros((4, 5), np.float32))
+        metrics.predictive(model, stack, np.zeros((4, 6), np.float32))
+    with pytest.raises(ValueError, match="leading model axes"):
+        metrics.predictive(model, model.init(jax.random.key(0)), np.zeros((4, 5), np.float32))
+    with pytest.raises(ValueError, match="layer sizes"):
+        metrics.predictive(MLP((5, 7, 3)), stack, np.zeros((4, 5), np.float32))
     with pytest.raises(ValueError, match="batch_size"):
-        metrics.predictive(stack, np.zeros((4, 5), np.float32), batch_size=0)
+        metrics.predictive(model, stack, np.zeros((4, 5), np.float32), batch_size=0)
 
 
 # ----------------------------------------------------------------------------- running predictive
@@ -128,17 +139,18 @@ def test_predictive_rejects_bad_input():
 
 def test_running_predictive_is_the_mean_softmax_of_the_first_n_samples():
     """Entry n - 1 is the predictive of the first n networks (in ``order``), whatever the chunking."""
-    stack = mlp.init_many(jax.random.key(3), [5, 6, 3], 7)
+    model = MLP((5, 6, 3))
+    stack = model.init_many(jax.random.key(3), 7)
     stack = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf) * 4.0, stack)  # sharper softmaxes: distinct NLLs
     x = np.asarray(jax.random.normal(jax.random.key(4), (23, 5)))
     y = np.asarray(jax.random.randint(jax.random.key(5), (23,), 0, 3))
     order = np.array([6, 2, 0, 5, 1, 3, 4, 2])  # any order, repeats allowed
-    probabilities = metrics.sample_probabilities(stack, x, batch_size=10, sample_batch_size=3)
+    probabilities = metrics.sample_probabilities(model, stack, x, batch_size=10, sample_batch_size=3)
     assert probabilities.shape == (7, 23, 3) and probabilities.dtype == np.float32
-    np.testing.assert_allclose(probabilities.mean(axis=0), metrics.predictive(stack, x), atol=1e-6)
+    np.testing.assert_allclose(probabilities.mean(axis=0), metrics.predictive(model, stack, x), atol=1e-6)
     running = metrics.running_predictive(probabilities, y, order=order, chunk_size=3)
     assert set(running) == {"accuracy", "nll", "sample_accuracy", "sample_nll"}
-    softmax = [_numpy_probabilities(jax.tree_util.tree_map(lambda l: l[s], stack), x) for s in range(7)]
+    softmax = [_numpy_probabilities(model, jax.tree_util.tree_map(lambda l: l[s], stack), x) for s in range(7)]
     for n in range(1, len(order) + 1):
         mean_softmax = np.mean([softmax[s] for s in order[:n]], axis=0)
         assert running["nll"][n - 1] == pytest.approx(metrics.nll(mean_softmax, y), abs=1e-5)
@@ -147,7 +159,7 @@ def test_running_predictive_is_the_mean_softmax_of_the_first_n_samples():
         assert running["sample_accuracy"][n - 1] == pytest.approx(metrics.accuracy(softmax[order[n - 1]], y))
     assert len(set(np.round(running["nll"], 6))) == len(order)  # the curve moves: a real running mean
     default = metrics.running_predictive(probabilities, y)  # default order: 0, 1, ..., S - 1
-    assert default["nll"][-1] == pytest.approx(metrics.nll(metrics.predictive(stack, x), y), abs=1e-5)
+    assert default["nll"][-1] == pytest.approx(metrics.nll(metrics.predictive(model, stack, x), y), abs=1e-5)
     assert default["sample_nll"][0] == pytest.approx(running["sample_nll"][2], abs=1e-6)  # network 0 both times
     with pytest.raises(ValueError, match="outside the 7 networks"):
         metrics.running_predictive(probabilities, y, order=[0, 7])

@@ -101,3 +101,95 @@ def test_repeat_stacks_identical_copies():
     assert stacked[0]["weight"].shape == (5, 3, 4) and stacked[1]["bias"].shape == (5, 2)
     for layer, original in zip(stacked, params):
         np.testing.assert_array_equal(layer["weight"][4], original["weight"])
+
+
+# ----------------------------------------------------------------------------- the MLP as a Model
+
+
+def test_mlp_model_describes_its_network():
+    model = mlp.MLP((5, 4, 3, 2))
+    assert model == mlp.MLP([5, 4, 3, 2]) and hash(model) == hash(mlp.MLP((5, 4, 3, 2)))  # a static argument of jit
+    assert (model.num_features, model.num_classes, model.perm_sizes) == (5, 2, (4, 3))
+    assert model.num_params == mlp.num_params([5, 4, 3, 2])
+    assert model.spec.num_perms == 2
+    with pytest.raises(ValueError, match="layer_sizes"):
+        mlp.MLP((5,))
+
+
+def test_mlp_model_ravel_unravel_round_trip():
+    model = mlp.MLP((5, 4, 3, 2))
+    params = model.init(jax.random.key(1))
+    vector = model.ravel(params)
+    assert vector.shape == (model.num_params,)
+    np.testing.assert_array_equal(vector, mlp.ravel(params))
+    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(model.unravel(vector))):
+        np.testing.assert_array_equal(a, b)
+    stacked = model.init_many(jax.random.key(2), 3)  # leading model axes are kept
+    back = model.unravel(model.ravel(stacked))
+    for a, b in zip(jax.tree_util.tree_leaves(stacked), jax.tree_util.tree_leaves(back)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_mlp_sites_follow_pytorchs_parameters_order():
+    model = mlp.MLP((5, 4, 3))
+    # torch.nn.Sequential(Linear(5, 4), ReLU(), Linear(4, 3)).parameters(): weight (out, in), then bias, per layer
+    assert model.sites == (("layer0.weight", (4, 5)), ("layer0.bias", (4,)), ("layer1.weight", (3, 4)), ("layer1.bias", (3,)))
+    params = model.init(jax.random.key(0))
+    sites = model.to_sites(params)
+    assert list(sites) == [name for name, _ in model.sites]
+    assert [np.shape(value) for value in sites.values()] == [shape for _, shape in model.sites]
+    # ravel is the sites' values flattened one after another, in the same order
+    np.testing.assert_array_equal(model.ravel(params), np.concatenate([np.ravel(v) for v in sites.values()]))
+
+
+def test_mlp_to_sites_from_sites_round_trip():
+    model = mlp.MLP((6, 5, 3))
+    params = model.init(jax.random.key(3))
+    back = model.from_sites(model.to_sites(params))
+    assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(params)
+    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(back)):
+        np.testing.assert_array_equal(a, b)
+    stacked = model.init_many(jax.random.key(4), 2)  # a stack has the same sites, with a leading axis
+    assert all(np.shape(v)[0] == 2 for v in model.to_sites(stacked).values())
+
+
+def test_mlp_check_refuses_wrong_shapes():
+    model = mlp.MLP((6, 5, 3))
+    params = model.init(jax.random.key(0))
+    model.check(params)
+    model.check(model.stack_one(params), batch_ndim=1)
+    with pytest.raises(ValueError, match="layer sizes"):
+        model.check(mlp.MLP((6, 4, 3)).init(jax.random.key(0)), "other")
+    with pytest.raises(ValueError, match="axes"):
+        model.check(model.stack_one(params))  # a stack where one network belongs
+    with pytest.raises(ValueError, match="axes"):
+        model.check(params, batch_ndim=1)  # one network where a stack belongs
+    with pytest.raises(ValueError, match="bias has 4 entries"):
+        model.check([{"weight": np.zeros((5, 6)), "bias": np.zeros(4)}, params[1]])
+    with pytest.raises(TypeError, match="keys 'weight' and 'bias'"):
+        model.check([{"w": np.zeros((5, 6))}, params[1]])
+
+
+def test_mlp_init_many_is_init_stacked_over_split_keys():
+    model = mlp.MLP((6, 5, 3))
+    key = jax.random.key(7)
+    stacked = model.init_many(key, 4)
+    assert model.num_stacked(stacked) == 4
+    for i, k in enumerate(jax.random.split(key, 4)):
+        one = model.init(k)
+        for a, b in zip(jax.tree_util.tree_leaves(one), jax.tree_util.tree_leaves(stacked)):
+            np.testing.assert_array_equal(a, b[i])
+    # and the module's functions draw the same networks
+    for a, b in zip(jax.tree_util.tree_leaves(mlp.init_many(key, [6, 5, 3], 4)), jax.tree_util.tree_leaves(stacked)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_mlp_apply_and_activations_are_the_functions():
+    model = mlp.MLP((6, 5, 4, 3))
+    params = model.init(jax.random.key(3))
+    x = jax.random.normal(jax.random.key(4), (7, 6))
+    np.testing.assert_array_equal(model.apply(params, x), mlp.apply(params, x))
+    acts = model.hidden_activations(params, x)
+    assert [a.shape[-1] for a in acts] == list(model.perm_sizes)
+    logits = jax.vmap(model.apply, in_axes=(0, None))(model.stack_one(params), x)
+    np.testing.assert_allclose(logits[0], model.apply(params, x), rtol=1e-6, atol=1e-6)

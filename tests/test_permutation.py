@@ -2,18 +2,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import random_mlp, stack_trees
+from conftest import stack_trees
 
-from compactbnn.models import mlp
+from compactbnn.models import MLP, PermutationSpec
 from compactbnn.symmetry.permutation import (
-    PermutationSpec,
     check_permutation,
     compose,
     count_transpositions,
     count_transpositions_many,
     identity,
     inverse,
-    mlp_permutation_spec,
     permutation_with_transpositions,
     permutations_with_transpositions,
     permute,
@@ -173,7 +171,7 @@ def test_float_and_wrong_length_permutations_are_rejected():
 # --- permuting networks ------------------------------------------------------------------------
 
 def test_mlp_spec_lists_rows_bias_and_next_columns():
-    spec = mlp_permutation_spec(2)
+    spec = MLP((5, 4, 3, 2)).spec
     assert isinstance(spec, PermutationSpec) and spec.num_perms == 2
     assert spec.perm_to_axes[1] == ((1, "weight", 0), (1, "bias", 0), (2, "weight", 1))
     assert spec.axes_to_perm[(1, "weight")] == {0: 1, 1: 0}
@@ -182,44 +180,47 @@ def test_mlp_spec_lists_rows_bias_and_next_columns():
 
 @pytest.mark.parametrize("sizes", [[20, 64, 10], [20, 48, 32, 10]])
 def test_permuted_network_gives_the_same_logits(sizes):
-    params = random_mlp(0, sizes)
+    model = MLP(sizes)
+    params = model.init(jax.random.key(0))
     perms = [permutation_with_transpositions(jax.random.key(i + 1), n, n - 1) for i, n in enumerate(sizes[1:-1])]
-    permuted = permute(params, perms)
+    permuted = permute(model, params, perms)
     x = jax.random.uniform(jax.random.key(9), (256, sizes[0]))
-    np.testing.assert_allclose(mlp.apply(permuted, x), mlp.apply(params, x), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(model.apply(permuted, x), model.apply(params, x), atol=1e-5, rtol=0)
     # The weights themselves moved: hidden layer 0's rows are those of perm.
     assert np.array_equal(permuted[0]["weight"], np.asarray(params[0]["weight"])[np.asarray(perms[0])])
     assert not np.allclose(permuted[0]["weight"], params[0]["weight"])
 
 
 def test_permuting_twice_is_permuting_by_the_composition():
-    sizes = [8, 16, 12, 4]
-    params = random_mlp(0, sizes)
+    model = MLP((8, 16, 12, 4))
+    params = model.init(jax.random.key(0))
     p = [_random_perm(1, 16), _random_perm(2, 12)]
     q = [_random_perm(3, 16), _random_perm(4, 12)]
-    assert _tree_equal(permute(permute(params, p), q), permute(params, [compose(a, b) for a, b in zip(p, q)]))
-    assert _tree_equal(permute(permute(params, p), [inverse(a) for a in p]), params)
+    composed = [compose(a, b) for a, b in zip(p, q)]
+    assert _tree_equal(permute(model, permute(model, params, p), q), permute(model, params, composed))
+    assert _tree_equal(permute(model, permute(model, params, p), [inverse(a) for a in p]), params)
 
 
 def test_permute_under_vmap_and_permute_many_match_one_by_one():
     sizes, m = [8, 16, 12, 4], 5
-    stacked = stack_trees([random_mlp(i, sizes) for i in range(m)])
+    model = MLP(sizes)
+    stacked = stack_trees([model.init(jax.random.key(i)) for i in range(m)])
     perms = [np.stack([_random_perm(10 * i + j, n) for i in range(m)]) for j, n in enumerate(sizes[1:-1])]
-    by_vmap = jax.jit(jax.vmap(permute))(stacked, [jnp.asarray(p) for p in perms])
-    together = permute_many(stacked, perms)
+    by_vmap = jax.jit(jax.vmap(lambda p, q: permute(model, p, q)))(stacked, [jnp.asarray(p) for p in perms])
+    together = permute_many(model, stacked, perms)
     for i in range(m):
-        one = permute(jax.tree_util.tree_map(lambda leaf: leaf[i], stacked), [p[i] for p in perms])
+        one = permute(model, jax.tree_util.tree_map(lambda leaf: leaf[i], stacked), [p[i] for p in perms])
         assert _tree_equal(jax.tree_util.tree_map(lambda leaf: leaf[i], by_vmap), one)
         assert _tree_equal(jax.tree_util.tree_map(lambda leaf: leaf[i], together), one)
 
 
 def test_gaussian_mean_and_sd_move_together():
-    sizes = [6, 10, 3]
-    mu = random_mlp(0, sizes)
-    sigma = jax.tree_util.tree_map(lambda leaf: jnp.abs(leaf) + 0.1, random_mlp(1, sizes))
+    model = MLP((6, 10, 3))
+    mu = model.init(jax.random.key(0))
+    sigma = jax.tree_util.tree_map(lambda leaf: jnp.abs(leaf) + 0.1, model.init(jax.random.key(1)))
     perm = [_random_perm(5, 10)]
-    mu_p, sigma_p = permute_gaussian(mu, sigma, perm)
-    assert _tree_equal(mu_p, permute(mu, perm)) and _tree_equal(sigma_p, permute(sigma, perm))
+    mu_p, sigma_p = permute_gaussian(model, mu, sigma, perm)
+    assert _tree_equal(mu_p, permute(model, mu, perm)) and _tree_equal(sigma_p, permute(model, sigma, perm))
     # Each weight keeps its own sd: pairs (mu, sigma) are the same multiset per layer.
     for a, b, c, d in zip(jax.tree_util.tree_leaves(mu), jax.tree_util.tree_leaves(sigma),
                           jax.tree_util.tree_leaves(mu_p), jax.tree_util.tree_leaves(sigma_p)):
@@ -229,18 +230,19 @@ def test_gaussian_mean_and_sd_move_together():
 
 
 def test_permute_rejects_bad_input():
-    params = random_mlp(0, [6, 10, 8, 3])
+    model = MLP((6, 10, 8, 3))
+    params = model.init(jax.random.key(0))
     good = [np.arange(10), np.arange(8)]
-    with pytest.raises(ValueError, match="2 hidden layers"):
-        permute(params, good[:1])
-    with pytest.raises(ValueError, match=r"perms\[1\] has shape \(10,\)"):
-        permute(params, [np.arange(10), np.arange(10)])
+    with pytest.raises(ValueError, match="the model's spec has 2"):
+        permute(model, params, good[:1])
+    with pytest.raises(ValueError, match=r"perms\[1\] has shape \(10,\), the spec's permutation 1 needs \(8,\)"):
+        permute(model, params, [np.arange(10), np.arange(10)])
     with pytest.raises(ValueError, match=r"perms\[0\] is not a permutation"):
-        permute(params, [np.zeros(10, np.int32), np.arange(8)])
+        permute(model, params, [np.zeros(10, np.int32), np.arange(8)])
     with pytest.raises(TypeError, match="list"):
-        permute(params, np.arange(10))
+        permute(model, params, np.arange(10))
     broken = [dict(params[0]), {"weight": params[1]["weight"][:, :9], "bias": params[1]["bias"]}, params[2]]
     with pytest.raises(ValueError, match="takes 9 inputs"):
-        permute(broken, good)
+        permute(model, broken, good)
     with pytest.raises(ValueError, match="layer sizes"):
-        permute_gaussian(params, random_mlp(0, [6, 10, 9, 3]), good)
+        permute_gaussian(model, params, MLP((6, 10, 9, 3)).init(jax.random.key(0)), good)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from numpyro import handlers
 
-from compactbnn.models import mlp
 from compactbnn import train
 from compactbnn.inference import vi
+from compactbnn.models import MLP
 
 
 def test_kl_matches_the_hand_formula():
@@ -38,17 +38,17 @@ def test_kl_matches_a_monte_carlo_estimate():
 
 
 def test_kl_is_zero_at_the_prior():
-    params = mlp.init(jax.random.key(0), [5, 4, 3])
+    params = MLP((5, 4, 3)).init(jax.random.key(0))
     zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
     twos = jax.tree_util.tree_map(lambda leaf: jnp.full_like(leaf, 2.0), params)
     assert abs(float(vi.kl_divergence(zeros, twos, 2.0))) < 1e-5
     assert float(vi.kl_divergence(params, twos, 2.0)) > 0
 
 
-def _svi_loss(sizes, config, mean, x, y, indices, mask, num_train):
+def _svi_loss(model, config, mean, x, y, indices, mask, num_train):
     """NumPyro's NELBO estimate of vi.make_svi at the guide parameters (mean, config.init_sd), minibatch ``indices`` of (x, y)."""
-    svi = vi.make_svi(tuple(sizes), config)
-    params = vi.guide_params(mean, config.init_sd)
+    svi = vi.make_svi(model, config)
+    params = vi.guide_params(model, mean, config.init_sd)
     state = svi.init(jax.random.key(3), x, y, indices, mask, init_params=params)
     return float(svi.evaluate(state, x, y, indices, mask)), num_train
 
@@ -57,25 +57,30 @@ def _svi_loss(sizes, config, mean, x, y, indices, mask, num_train):
 def test_svi_nelbo_is_n_times_mean_nll_of_the_batch_plus_closed_form_kl(digits, kl_weight):
     # sd 1e-6: the draw is the mean to float32 precision, so the estimate's likelihood term is
     # exact, while a Monte Carlo KL (log q - log p at the draw) would be off by ~sqrt(#params / 2).
-    sizes, num_train = [64, 8, 10], int(digits["x_train"].shape[0])
+    model, num_train = MLP((64, 8, 10)), int(digits["x_train"].shape[0])
     config = vi.VIConfig(init_sd=1e-6, kl_weight=kl_weight)
-    mean = mlp.init(jax.random.key(0), sizes)
+    mean = model.init(jax.random.key(0))
     sd = jax.tree_util.tree_map(lambda leaf: jnp.full_like(leaf, 1e-6), mean)
     x, y = jnp.asarray(digits["x_train"]), jnp.asarray(digits["y_train"])
     indices = jnp.arange(40, 60)
     kl = float(vi.kl_divergence(mean, sd, 1.0))
-    nll = train.cross_entropy(mlp.apply(mean, x[indices]), y[indices])
-    loss, _ = _svi_loss(sizes, config, mean, x, y, indices, None, num_train)
+    nll = train.cross_entropy(model.apply(mean, x[indices]), y[indices])
+    loss, _ = _svi_loss(model, config, mean, x, y, indices, None, num_train)
     np.testing.assert_allclose(loss, num_train * float(jnp.mean(nll)) + kl_weight * kl, rtol=1e-5)
     # a padded batch (mask 0 on the last 5 rows) counts N times the mean over its 15 real rows
     mask = jnp.asarray([1.0] * 15 + [0.0] * 5)
-    loss, _ = _svi_loss(sizes, config, mean, x, y, indices, mask, num_train)
+    loss, _ = _svi_loss(model, config, mean, x, y, indices, mask, num_train)
     np.testing.assert_allclose(loss, num_train * float(jnp.mean(nll[:15])) + kl_weight * kl, rtol=1e-5)
 
 
 def test_guide_is_mean_field_with_sd_exp_log_sd():
-    guide = vi.mean_field_guide([3, 2], init_sd=0.05)
+    model = MLP((3, 2))
+    guide = vi.mean_field_guide(model, init_sd=0.05)
     trace = handlers.trace(handlers.seed(guide, 0)).get_trace()
+    # one loc, one log_sd and one sample site per site of the model, in the model's order
+    assert [name for name, site in trace.items() if site["type"] == "sample"] == [name for name, _ in model.sites]
+    assert [name for name, site in trace.items() if site["type"] == "param"] == [
+        f"{name}.{part}" for name, _ in model.sites for part in ("loc", "log_sd")]
     assert trace["layer0.weight.log_sd"]["value"].shape == (2, 3)
     np.testing.assert_allclose(np.exp(trace["layer0.bias.log_sd"]["value"]), 0.05, rtol=1e-6)
     site = trace["layer0.weight"]["fn"]
@@ -85,13 +90,14 @@ def test_guide_is_mean_field_with_sd_exp_log_sd():
 
 def test_vi_learns_digits_like_the_loop_it_replaced(digits):
     config = vi.VIConfig(learning_rate=1e-2, batch_size=64, epochs=15)
-    result = vi.fit(jax.random.key(0), [64, 32, 10], digits["x_train"], digits["y_train"], config,
+    model = MLP((64, 32, 10))
+    result = vi.fit(model, jax.random.key(0), digits["x_train"], digits["y_train"], config,
                     evaluate_on={"test": (digits["x_test"], digits["y_test"])}, progress=False)
     history = result.history
     assert history["test_accuracy"][0] < 0.3 and history["test_accuracy"][-1] >= 0.9
     assert history["nelbo_running"].shape == (15,) and history["kl"].shape == (16,)
     assert history["nelbo_running"][-1] < 0.5 * history["nelbo_running"][0]
-    sd = np.asarray(mlp.ravel(result.sd))
+    sd = np.asarray(model.ravel(result.sd))
     assert history["sd_mean"][0] == pytest.approx(0.05)
     assert sd.mean() > 0.1 and sd.std() > 0.01  # the sd left its initial 0.05, differently per parameter
     assert np.all(sd > 0)
@@ -99,9 +105,9 @@ def test_vi_learns_digits_like_the_loop_it_replaced(digits):
     assert result.q.mean is result.mean and result.q.sd is result.sd
     # The hand-written loop vi.py held before SVI (kept in benchmarks/vi.py), from the same means
     # and minibatches: other noise draws, so the same NELBO trajectory and sd within Monte Carlo error.
-    old_epoch, optimizer = _old_loop().old_epoch_fn(config, int(digits["x_train"].shape[0]))
+    old_epoch, optimizer = _old_loop().old_epoch_fn(model, config, int(digits["x_train"].shape[0]))
     init_key, data_key, _ = jax.random.split(jax.random.key(0), 3)
-    mean = mlp.init(init_key, [64, 32, 10])
+    mean = model.init(init_key)
     variational = {"mean": mean, "log_sd": jax.tree_util.tree_map(lambda leaf: jnp.full_like(leaf, np.log(0.05)), mean)}
     opt_state, old_nelbo = optimizer.init(variational), []
     x, y = jnp.asarray(digits["x_train"]), jnp.asarray(digits["y_train"])
@@ -113,7 +119,7 @@ def test_vi_learns_digits_like_the_loop_it_replaced(digits):
     # a KL counted twice or the likelihood not scaled to N misses by far more
     np.testing.assert_allclose(history["nelbo_running"], old_nelbo, rtol=0.1)
     assert np.mean(history["nelbo_running"] / np.asarray(old_nelbo)) == pytest.approx(1.0, abs=0.03)
-    old_sd = np.exp(np.asarray(mlp.ravel(variational["log_sd"])))
+    old_sd = np.exp(np.asarray(model.ravel(variational["log_sd"])))
     assert sd.mean() == pytest.approx(old_sd.mean(), rel=0.1)  # two draws of the old loop differ by ~5 %
 
 
@@ -125,23 +131,28 @@ def _old_loop():
 
 
 def test_same_key_same_fit_and_init_mean_is_used(digits):
+    model = MLP((64, 8, 10))
     config = vi.VIConfig(epochs=1, batch_size=200)
     x, y = digits["x_train"], digits["y_train"]
-    a = vi.fit(jax.random.key(1), [64, 8, 10], x, y, config, progress=False)
-    b = vi.fit(jax.random.key(1), [64, 8, 10], x, y, config, progress=False)
-    np.testing.assert_array_equal(np.asarray(mlp.ravel(a.mean)), np.asarray(mlp.ravel(b.mean)))
-    np.testing.assert_array_equal(np.asarray(mlp.ravel(a.sd)), np.asarray(mlp.ravel(b.sd)))
-    start = mlp.init(jax.random.key(99), [64, 8, 10])
-    zero_epochs = vi.fit(jax.random.key(1), [64, 8, 10], x, y, vi.VIConfig(epochs=0), init_mean=start, progress=False)
-    np.testing.assert_array_equal(np.asarray(mlp.ravel(zero_epochs.mean)), np.asarray(mlp.ravel(start)))
-    np.testing.assert_allclose(np.asarray(mlp.ravel(zero_epochs.sd)), 0.05, rtol=1e-6)
+    a = vi.fit(model, jax.random.key(1), x, y, config, progress=False)
+    b = vi.fit(model, jax.random.key(1), x, y, config, progress=False)
+    np.testing.assert_array_equal(np.asarray(model.ravel(a.mean)), np.asarray(model.ravel(b.mean)))
+    np.testing.assert_array_equal(np.asarray(model.ravel(a.sd)), np.asarray(model.ravel(b.sd)))
+    start = model.init(jax.random.key(99))
+    zero_epochs = vi.fit(model, jax.random.key(1), x, y, vi.VIConfig(epochs=0), init_mean=start, progress=False)
+    np.testing.assert_array_equal(np.asarray(model.ravel(zero_epochs.mean)), np.asarray(model.ravel(start)))
+    np.testing.assert_allclose(np.asarray(model.ravel(zero_epochs.sd)), 0.05, rtol=1e-6)
+    # without init_mean the means start at model.init of the first of key's three parts
+    zero_epochs = vi.fit(model, jax.random.key(1), x, y, vi.VIConfig(epochs=0), progress=False)
+    np.testing.assert_array_equal(np.asarray(model.ravel(zero_epochs.mean)),
+                                  np.asarray(model.ravel(model.init(jax.random.split(jax.random.key(1), 3)[0]))))
 
 
 def test_a_nan_loss_names_the_epoch(digits):
     x = np.array(digits["x_train"])
     x[3, 5] = np.nan
     with pytest.raises(FloatingPointError, match="epoch 1"):
-        vi.fit(jax.random.key(0), [64, 8, 10], x, digits["y_train"], vi.VIConfig(epochs=2), progress=False)
+        vi.fit(MLP((64, 8, 10)), jax.random.key(0), x, digits["y_train"], vi.VIConfig(epochs=2), progress=False)
 
 
 @pytest.mark.parametrize("field, value", [("learning_rate", 0.0), ("batch_size", 0), ("epochs", -1), ("prior_sd", -1.0),
@@ -154,7 +165,7 @@ def test_bad_config_names_the_field(field, value):
 
 def test_bad_inputs_are_rejected(digits):
     with pytest.raises(ValueError, match="features"):
-        vi.fit(jax.random.key(0), [32, 8, 10], digits["x_train"], digits["y_train"], progress=False)
+        vi.fit(MLP((32, 8, 10)), jax.random.key(0), digits["x_train"], digits["y_train"], progress=False)
     with pytest.raises(ValueError, match="init_mean"):
-        vi.fit(jax.random.key(0), [64, 8, 10], digits["x_train"], digits["y_train"],
-               init_mean=mlp.init(jax.random.key(0), [64, 9, 10]), progress=False)
+        vi.fit(MLP((64, 8, 10)), jax.random.key(0), digits["x_train"], digits["y_train"],
+               init_mean=MLP((64, 9, 10)).init(jax.random.key(0)), progress=False)

@@ -4,21 +4,22 @@ import jax
 import numpy as np
 import pytest
 
-from compactbnn.symmetry import compact, permutation
-from compactbnn.models import mlp
 from compactbnn.evaluation import weight_space
+from compactbnn.models import MLP
+from compactbnn.symmetry import compact, permutation
 
-SIZES = [8, 16, 3]
+MODEL = MLP((8, 16, 3))
 
 
 def _method(base_mean, base_sd, key, noise=0.05, permute=True):
     """A "method": the planted Gaussian with small noise on mu and sigma, its hidden units permuted (before rebasin)."""
     k1, k2, k3 = jax.random.split(key, 3)
-    flat_mean, flat_sd = mlp.ravel(base_mean), mlp.ravel(base_sd)
-    mean = mlp.unravel(flat_mean + noise * jax.random.normal(k1, flat_mean.shape), SIZES)
-    sd = mlp.unravel(flat_sd * jnp_exp(noise * jax.random.normal(k2, flat_sd.shape)), SIZES)
-    perm = np.asarray(jax.random.permutation(k3, SIZES[1]), np.int32) if permute else np.arange(SIZES[1], dtype=np.int32)
-    return compact.Gaussian(mean, sd), compact.Gaussian(*permutation.permute_gaussian(mean, sd, [perm]))
+    flat_mean, flat_sd = MODEL.ravel(base_mean), MODEL.ravel(base_sd)
+    mean = MODEL.unravel(flat_mean + noise * jax.random.normal(k1, flat_mean.shape))
+    sd = MODEL.unravel(flat_sd * jnp_exp(noise * jax.random.normal(k2, flat_sd.shape)))
+    width = MODEL.perm_sizes[0]
+    perm = np.asarray(jax.random.permutation(k3, width), np.int32) if permute else np.arange(width, dtype=np.int32)
+    return compact.Gaussian(mean, sd), compact.Gaussian(*permutation.permute_gaussian(MODEL, mean, sd, [perm]))
 
 
 def jnp_exp(x):
@@ -28,14 +29,13 @@ def jnp_exp(x):
 @pytest.fixture(scope="module")
 def planted():
     key = jax.random.key(0)
-    base_mean = jax.tree_util.tree_map(lambda leaf: 4.0 * leaf, mlp.init(key, SIZES))
-    base_sd = mlp.unravel(np.asarray(jax.random.uniform(jax.random.key(1), (mlp.num_params(SIZES),), minval=0.1,
-                                                        maxval=1.0)), SIZES)
+    base_mean = jax.tree_util.tree_map(lambda leaf: 4.0 * leaf, MODEL.init(key))
+    base_sd = MODEL.unravel(np.asarray(jax.random.uniform(jax.random.key(1), (MODEL.num_params,), minval=0.1, maxval=1.0)))
     after, before = {}, {}
     for i, method in enumerate(weight_space.METHODS):
         aligned, permuted = _method(base_mean, base_sd, jax.random.fold_in(key, 10 + i))
         after[method], before[method] = aligned, permuted
-    values = weight_space.weight_space_values(before, after)
+    values = weight_space.weight_space_values(MODEL, before, after)
     return values, weight_space.weight_space_correlations(values)
 
 
@@ -43,7 +43,7 @@ def test_values_table(planted):
     values, _ = planted
     assert list(values.columns) == ["alignment", "parameter", "mu_hmc", "sigma_hmc", "mu_ensemble", "sigma_ensemble",
                                     "mu_vi", "sigma_vi"]
-    assert len(values) == 2 * mlp.num_params(SIZES)
+    assert len(values) == 2 * MODEL.num_params
     assert weight_space.methods_of(values) == list(weight_space.METHODS)
 
 

@@ -1,6 +1,6 @@
-"""Training many MLPs at once: ``jax.vmap`` over models, one epoch as one ``lax.scan``.
+"""Training many networks of one ``Model`` at once: ``jax.vmap`` over networks, one epoch as one ``lax.scan``.
 
-Every model has its own initialisation, its own minibatch order (a PRNG key per model) and,
+Every network has its own initialisation, its own minibatch order (a PRNG key per model) and,
 optionally, its own learning rate; all models share the architecture and the data. Epochs
 follow PyTorch's ``DataLoader(shuffle=True, drop_last=False)``: a fresh permutation of the
 training set per epoch and a last, smaller batch where the batch size does not divide the data
@@ -23,7 +23,8 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from compactbnn.models import mlp
+from compactbnn.config.fields import TRAIN_FIELDS, check_fields
+from compactbnn.models import Model, Params
 
 EVAL_BATCH_SIZE = 2000
 
@@ -40,16 +41,8 @@ class TrainConfig:
     prior_sd: float | None = None  # None: maximum likelihood; else MAP with N(0, prior_sd^2)
 
     def __post_init__(self):
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
-        if self.batch_size < 1 or self.epochs < 0:
-            raise ValueError(f"batch_size must be >= 1 and epochs >= 0, got {self.batch_size} and {self.epochs}")
-        if self.prior_sd is not None and not self.prior_sd > 0:
-            raise ValueError(f"prior_sd must be positive or None, got {self.prior_sd}")
+        # the rules the config check applies to the training sections too (compactbnn.config.fields)
+        check_fields(TRAIN_FIELDS, vars(self), "TrainConfig")
 
 
 @dataclass
@@ -62,8 +55,8 @@ class TrainResult:
     and, for every evaluation set named ``s``, ``s_loss`` and ``s_accuracy`` (epochs + 1, models).
     """
 
-    params: mlp.Params
-    snapshots: mlp.Params | None = None
+    params: Params
+    snapshots: Params | None = None
     history: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -92,9 +85,10 @@ def minibatch_indices(key: jax.Array, num_examples: int, batch_size: int) -> tup
     return indices, mask
 
 
-def map_objective(params: mlp.Params, x: jax.Array, y: jax.Array, mask: jax.Array, prior_sd: float | None, num_train: int) -> jax.Array:
-    """Masked mean cross-entropy, plus the Gaussian prior term divided by N_train for MAP."""
-    nll = cross_entropy(mlp.apply(params, x), y)
+def map_objective(model: Model, params: Params, x: jax.Array, y: jax.Array, mask: jax.Array, prior_sd: float | None,
+                  num_train: int) -> jax.Array:
+    """Masked mean cross-entropy of ``model.apply``, plus the Gaussian prior term divided by N_train for MAP."""
+    nll = cross_entropy(model.apply(params, x), y)
     loss = jnp.sum(nll * mask) / jnp.sum(mask)
     if prior_sd is not None:
         squared = sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(params))
@@ -103,13 +97,13 @@ def map_objective(params: mlp.Params, x: jax.Array, y: jax.Array, mask: jax.Arra
 
 
 @functools.lru_cache(maxsize=32)
-def make_epoch_fn(config: TrainConfig, num_train: int) -> Callable:
-    """A jitted function (params, opt_state, keys, x, y) -> (params, opt_state, mean losses) for stacked models.
+def make_epoch_fn(model: Model, config: TrainConfig, num_train: int) -> Callable:
+    """A jitted function (params, opt_state, keys, x, y) -> (params, opt_state, mean losses) for stacked networks.
 
-    Cached per (config, data size), so repeated calls reuse one compilation.
+    Cached per (model, config, data size), so repeated calls reuse one compilation.
     """
     update = make_optimizer(config, config.learning_rate).update
-    grad_fn = jax.value_and_grad(map_objective)
+    grad_fn = jax.value_and_grad(functools.partial(map_objective, model))
 
     def one_model_epoch(params, opt_state, key, x, y):
         indices, mask = minibatch_indices(key, num_train, config.batch_size)
@@ -129,12 +123,9 @@ def make_epoch_fn(config: TrainConfig, num_train: int) -> Callable:
     return jax.jit(jax.vmap(one_model_epoch, in_axes=(0, 0, 0, None, None)), donate_argnums=(0, 1))
 
 
-def num_models(params: mlp.Params) -> int:
-    return int(params[0]["bias"].shape[0])
-
-
 def train_many(
-    params: mlp.Params,
+    model: Model,
+    params: Params,
     x: np.ndarray | jax.Array,
     y: np.ndarray | jax.Array,
     data_keys: jax.Array,
@@ -145,10 +136,11 @@ def train_many(
     evaluate_on: Mapping[str, tuple] | None = None,
     progress: bool | str = True,
 ) -> TrainResult:
-    """Train a stack of MLPs (leading model axis M) together.
+    """Train a stack of networks of ``model`` (leading model axis M) together.
 
     Args:
-      params: stacked parameters, e.g. from ``mlp.init_many``; every leaf (M, ...).
+      model: the architecture every network of the stack shares (``compactbnn.models.Model``).
+      params: stacked parameters, e.g. from ``model.init_many``; every leaf (M, ...).
       x, y: training inputs (N, D) float32 and integer labels (N,), shared by all models.
       data_keys: (M,) PRNG keys (or (M, 2) raw keys); epoch e of model m shuffles with
         ``fold_in(data_keys[m], e)``, so a model's data order does not depend on its neighbours.
@@ -158,7 +150,8 @@ def train_many(
       evaluate_on: optional ``{"train": (x, y), "test": (x, y)}`` evaluated at every epoch.
       progress: show a progress bar (a string is used as its label).
     """
-    m = num_models(params)
+    model.check(params, "params", batch_ndim=1)
+    m = model.num_stacked(params)
     data_keys = jnp.asarray(data_keys)
     if data_keys.shape[0] != m:
         raise ValueError(f"data_keys has {data_keys.shape[0]} keys for {m} models")
@@ -166,19 +159,19 @@ def train_many(
     y = jnp.asarray(y)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
-    if x.shape[1] != params[0]["weight"].shape[-1]:
-        raise ValueError(f"inputs have {x.shape[1]} features, the first layer expects {params[0]['weight'].shape[-1]}")
+    if x.shape[1] != model.num_features:
+        raise ValueError(f"inputs have {x.shape[1]} features, the model expects {model.num_features}")
     lrs = jnp.full((m,), config.learning_rate, jnp.float32) if learning_rates is None else jnp.asarray(learning_rates, jnp.float32)
     if lrs.shape != (m,):
         raise ValueError(f"learning_rates must have shape ({m},), got {lrs.shape}")
 
     params = jax.tree_util.tree_map(jnp.array, params)  # a copy: the epoch function donates its input
     opt_state = jax.vmap(lambda p, lr: make_optimizer(config, lr).init(p))(params, lrs)
-    epoch_fn = make_epoch_fn(config, x.shape[0])
+    epoch_fn = make_epoch_fn(model, config, x.shape[0])
 
     history: dict[str, list] = {"train_loss_running": []}
     kept = [jax.device_get(params)] if snapshots else None
-    _record_evaluation(history, params, evaluate_on)
+    _record_evaluation(history, model, params, evaluate_on)
     label = progress if isinstance(progress, str) else f"training {m} model{'s' if m > 1 else ''}"
     bar = tqdm(range(config.epochs), desc=label, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
@@ -192,7 +185,7 @@ def train_many(
         bar.set_postfix(loss=f"{losses.mean():.4f}")
         if snapshots:
             kept.append(jax.device_get(params))
-        _record_evaluation(history, params, evaluate_on)
+        _record_evaluation(history, model, params, evaluate_on)
     stacked_snapshots = jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *kept) if snapshots else None
     return TrainResult(
         params=params,
@@ -201,46 +194,46 @@ def train_many(
     )
 
 
-def train(params: mlp.Params, x, y, data_key: jax.Array, config: TrainConfig, **kwargs) -> TrainResult:
-    """Train one model (no model axis); snapshots and history keep a model axis of size 1."""
-    stacked = mlp.stack_one(params)
-    result = train_many(stacked, x, y, jnp.asarray(data_key)[None], config, **kwargs)
+def train(model: Model, params: Params, x, y, data_key: jax.Array, config: TrainConfig, **kwargs) -> TrainResult:
+    """Train one network (no model axis); snapshots and history keep a model axis of size 1."""
+    stacked = model.stack_one(params)
+    result = train_many(model, stacked, x, y, jnp.asarray(data_key)[None], config, **kwargs)
     result.params = jax.tree_util.tree_map(lambda leaf: leaf[0], result.params)
     return result
 
 
-def _record_evaluation(history: dict, params: mlp.Params, evaluate_on: Mapping[str, tuple] | None) -> None:
+def _record_evaluation(history: dict, model: Model, params: Params, evaluate_on: Mapping[str, tuple] | None) -> None:
     for name, (x_eval, y_eval) in (evaluate_on or {}).items():
-        metrics = evaluate_many(params, x_eval, y_eval)
+        metrics = evaluate_many(model, params, x_eval, y_eval)
         history.setdefault(f"{name}_loss", []).append(np.asarray(metrics["loss"]))
         history.setdefault(f"{name}_accuracy", []).append(np.asarray(metrics["accuracy"]))
 
 
-def evaluate_many(params: mlp.Params, x, y, batch_size: int = EVAL_BATCH_SIZE) -> dict[str, jax.Array]:
-    """Mean cross-entropy and accuracy of every model of a stack on (x, y); each (M,).
+def evaluate_many(model: Model, params: Params, x, y, batch_size: int = EVAL_BATCH_SIZE) -> dict[str, jax.Array]:
+    """Mean cross-entropy and accuracy of every network of a stack on (x, y); each (M,).
 
     The data is processed in batches so that memory stays at models x batch x width.
     """
     x = jnp.asarray(x)
     y = jnp.asarray(y)
-    return _evaluate_many(params, x, y, min(batch_size, x.shape[0]))
+    return _evaluate_many(model, params, x, y, min(batch_size, x.shape[0]))
 
 
-def evaluate(params: mlp.Params, x, y, batch_size: int = EVAL_BATCH_SIZE) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of one model."""
-    stacked = mlp.stack_one(params)
-    return {k: float(v[0]) for k, v in evaluate_many(stacked, x, y, batch_size).items()}
+def evaluate(model: Model, params: Params, x, y, batch_size: int = EVAL_BATCH_SIZE) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of one network."""
+    stacked = model.stack_one(params)
+    return {k: float(v[0]) for k, v in evaluate_many(model, stacked, x, y, batch_size).items()}
 
 
-@jax.jit
-def _batch_sums(params, x, y, mask):
-    logits = jax.vmap(mlp.apply, in_axes=(0, None))(params, x)
+@functools.partial(jax.jit, static_argnums=0)
+def _batch_sums(model, params, x, y, mask):
+    logits = jax.vmap(model.apply, in_axes=(0, None))(params, x)
     nll = jax.vmap(cross_entropy, in_axes=(0, None))(logits, y)
     correct = (jnp.argmax(logits, axis=-1) == y).astype(jnp.float32)
     return jnp.sum(nll * mask, axis=-1), jnp.sum(correct * mask, axis=-1)
 
 
-def _evaluate_many(params, x, y, batch_size):
+def _evaluate_many(model, params, x, y, batch_size):
     n = x.shape[0]
     total_loss = total_correct = 0.0
     for start in range(0, n, batch_size):
@@ -250,7 +243,7 @@ def _evaluate_many(params, x, y, batch_size):
             xb = jnp.pad(xb, ((0, batch_size - real), (0, 0)))
             yb = jnp.pad(yb, (0, batch_size - real))
         mask = (jnp.arange(batch_size) < real).astype(jnp.float32)
-        loss_sum, correct_sum = _batch_sums(params, xb, yb, mask)
+        loss_sum, correct_sum = _batch_sums(model, params, xb, yb, mask)
         total_loss = total_loss + loss_sum
         total_correct = total_correct + correct_sum
     return {"loss": total_loss / n, "accuracy": total_correct / n}

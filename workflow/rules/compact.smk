@@ -32,6 +32,7 @@ rule compact:
         runtime=120,
     params:
         data=config["data"],
+        model=config["model"],
         compact=pick(
             config["posterior"]["compact"],
             "reference",
@@ -90,6 +91,7 @@ rule posterior_metrics:
         runtime=120,
     params:
         data=config["data"],
+        model=config["model"],
         compact=pick(
             config["posterior"]["compact"],
             "seed",
@@ -133,5 +135,8 @@ rule weight_space:
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=30,
+    params:
+        data=config["data"],
+        model=config["model"],
     script:
         "../scripts/weight_space.py"

@@ -38,8 +38,10 @@ for notebook, job in NOTEBOOK_JOBS.items():
         params:
             **job.params(),
             python=notebook_python(),
+            arguments=job.arguments(notebook),
         shell:
-            job.command()
+            "{params.python} -m papermill --cwd . {input.notebook:q} {output.notebook:q} {params.arguments}"
+            " > {log:q} 2>&1"
 
     # a rule's docstring (shown by --list-rules) must be a literal; this one is the table's
     workflow.get_rule(notebook).docstring = job.doc

@@ -1,5 +1,6 @@
 # What each notebook's job reads and writes, from which workflow/rules/figures.smk generates one rule
 # per notebook. Functions and data only (no rules): Snakemake's lint wants them apart from the rules.
+import shlex
 from dataclasses import dataclass
 
 
@@ -55,20 +56,20 @@ class NotebookJob:
             for ext, path in paths.items()
         }
 
-    def command(self):
-        """The papermill command; every value quoted (:q), as paths and config values may hold spaces."""
-        given = [
-            f"-p {key} {{{'input' if isinstance(value, Table) else 'params'}.{key}:q}}"
+    def arguments(self, name):
+        """The notebook's papermill parameters (-p key value), every value quoted: paths and config values may hold spaces.
+
+        Formatted here, when the rule is made, not in its shell command: Snakemake formats a rule's
+        shell command when the job runs, when a loop variable would name the last notebook's job.
+        """
+        given = {
+            key: f"{R}/data/{value.name}" if isinstance(value, Table) else value
             for key, value in self.parameters.items()
-        ]
-        written = [f"-p {ext} {{output.{ext}:q}}" for ext in self.writes]
+        }
+        written = {ext: f"{R}/{self.folder}/{name}.{ext}" for ext in self.writes}
         return " ".join(
-            [
-                "{params.python} -m papermill --cwd . {input.notebook:q} {output.notebook:q}",
-                *given,
-                *written,
-                "> {log:q} 2>&1",
-            ]
+            f"-p {key} {shlex.quote(str(value))}"
+            for key, value in {**given, **written}.items()
         )
 
 

@@ -21,6 +21,7 @@ rule analyse_not_run:
         runtime=120,
     params:
         data=config["data"],
+        model=config["model"],
         experiment=pick(
             config["not_experiment"], "matching", "match_size", "lambdas", "split"
         ),
@@ -76,6 +77,7 @@ rule analyse_interpolation:
         runtime=120,
     params:
         data=config["data"],
+        model=config["model"],
         experiment=pick(config["interpolation"], "lambdas", "matching", "match_size"),
         matmul_precision=config["matmul_precision"],
     script:

@@ -113,6 +113,7 @@ rule hmc_running_predictive:
         runtime=60,
     params:
         data=config["data"],
+        model=config["model"],
         matmul_precision=config["matmul_precision"],
     script:
         "../scripts/hmc_running_predictive.py"

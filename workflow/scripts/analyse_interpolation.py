@@ -1,6 +1,6 @@
 """Experiment B: loss and NoT along the interpolation path at every epoch, before and after rebasin."""
 
-from common import first, load_data, start
+from common import first, load_data, model, start
 
 from compactbnn.paper import experiments
 from compactbnn import io
@@ -9,8 +9,10 @@ sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)
 cfg = sm.params.experiment
 arrays = load_data(sm.params.data)
-snapshots, _ = io.load_networks(sm.input.snapshots)
+network = model(sm.params.data, sm.params.model)
+snapshots, _ = io.load_networks(sm.input.snapshots, network)
 table = experiments.interpolation_table(
+    network,
     snapshots,
     experiments.lambda_grid(cfg["lambdas"]),
     {"train": (arrays["x_train"], arrays["y_train"]), "test": (arrays["x_test"], arrays["y_test"])},

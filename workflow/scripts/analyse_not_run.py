@@ -1,23 +1,23 @@
 """Experiment A, one run: NoT(P'), squared distances, loss and error barriers of the init, trained and control pairs."""
 
 import jax
-from common import first, load_data, start
+from common import first, load_data, model, start
 
 from compactbnn.paper import experiments
 from compactbnn import io
-from compactbnn.models import mlp
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)
 cfg = sm.params.experiment
 arrays = load_data(sm.params.data)
-trained, saved = io.load_networks(sm.input.networks)
-sizes = mlp.layer_sizes_of(jax.tree_util.tree_map(lambda leaf: leaf[0], trained))
-perms = [saved[f"perm{layer}"] for layer in range(len(sizes) - 2)]
+network = model(sm.params.data, sm.params.model)
+trained, saved = io.load_networks(sm.input.networks, network)
+perms = [saved[f"perm{p}"] for p in range(network.spec.num_perms)]
 # train_not_run stores the F first networks ahead of the L permuted ones: F = L (independent pairs) or 1 (shared W_init)
 num_first = saved["init"].shape[0]
 table = experiments.analyse_not_run(
-    mlp.unravel(saved["init"], sizes),
+    network,
+    network.unravel(saved["init"]),
     jax.tree_util.tree_map(lambda leaf: leaf[:num_first], trained),
     jax.tree_util.tree_map(lambda leaf: leaf[num_first:], trained),
     perms,

@@ -2,7 +2,7 @@
 
 Scripts are thin adapters between Snakemake and the library: they read ``snakemake.input``,
 ``snakemake.params`` and ``snakemake.wildcards``, call compactbnn, and write the outputs.
-The config was checked before any job ran (``config_checks.py``, called by the Snakefile).
+The config was checked before any job ran (``compactbnn.config.checks``, called by the Snakefile).
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 import numpy as np  # noqa: E402
 
 from compactbnn import data, threads, train  # noqa: E402
-from compactbnn.models import mlp  # noqa: E402
+from compactbnn.config import datasets, keys, shapes  # noqa: E402
 from compactbnn.models.mlp import MLP  # noqa: E402
-
-NUM_CLASSES = 10
 
 
 def start(snakemake) -> logging.Logger:
@@ -39,7 +37,7 @@ def start(snakemake) -> logging.Logger:
 
     The job computes with the threads Snakemake gives it (``threads.limit``: XLA's CPU pools,
     BLAS, the LAP pool), so ``--cores N`` and SLURM's CPUs per task mean what they say. An HMC job
-    with a low-precision gradient gets deterministic GPU reductions (``mixed_hmc``). Both must
+    with a low-precision gradient gets deterministic GPU reductions (``mixed_precision``). Both must
     happen before JAX starts its backends, i.e. here, before any array is made.
     """
     if snakemake.log:
@@ -81,17 +79,18 @@ def load_data(data_cfg: dict) -> dict[str, np.ndarray]:
     return data.take_first(arrays, data_cfg.get("train_size"), data_cfg.get("test_size"))
 
 
-def layer_sizes(arrays: dict, model_cfg: dict) -> list[int]:
-    return [arrays["x_train"].shape[1], *model_cfg["hidden"], NUM_CLASSES]
+def model(data_cfg: dict, model_cfg: dict) -> MLP:
+    """The configured network as a ``compactbnn.models.Model``: what every library call that touches a network takes.
 
-
-def model(arrays: dict, model_cfg: dict) -> MLP:
-    """The configured network as a ``compactbnn.models.Model``: what every library call that touches a network takes."""
-    return MLP(tuple(layer_sizes(arrays, model_cfg)))
+    From the config alone (the data set's input width is known without loading it), so a job that
+    reads only saved networks builds it too.
+    """
+    return MLP(tuple(shapes.widths_of(datasets.NUM_FEATURES[data_cfg["dataset"]], model_cfg["hidden"])))
 
 
 def train_config(training_cfg: dict, **overrides) -> train.TrainConfig:
-    return train.TrainConfig(**{**training_cfg, **overrides})
+    """The library's TrainConfig from a training section of the config, ``overrides`` over its keys."""
+    return train.TrainConfig(**keys.train_kwargs(training_cfg, **overrides))
 
 
 def first(x: np.ndarray, size: int | None) -> np.ndarray:
@@ -105,35 +104,40 @@ def hmc_config(hmc_cfg: dict, prior_sd: float, matmul_precision: str):
     """The library's HMCConfig from the config's posterior.hmc section."""
     from compactbnn.inference import hmc
 
-    return hmc.HMCConfig(
-        step_size=hmc_cfg["step_size"], num_steps=hmc_cfg["num_steps"], num_iterations=hmc_cfg["iterations"],
-        keep_first=hmc_cfg["keep_first"], keep_last=hmc_cfg["keep_last"], num_kept=hmc_cfg["num_kept"],
-        chunk_size=hmc_cfg["chunk_size"], prior_sd=prior_sd, adapt_step_size=hmc_cfg["adapt_step_size"],
-        num_warmup=hmc_cfg["warmup"], init=hmc_cfg["init"], matmul_precision=matmul_precision,
-        gradient_precision=hmc_cfg.get("gradient_precision", "float32"),
-    )
+    return hmc.HMCConfig(**keys.hmc_kwargs(hmc_cfg, prior_sd, matmul_precision))
 
 
-def load_hmc_samples(paths) -> tuple[list, list[int]]:
-    """HMC samples of every chain pooled along one leading axis (chain after chain), and each chain's count.
+def vi_config(vi_cfg: dict, prior_sd: float):
+    """The library's VIConfig from the config's posterior.vi section."""
+    from compactbnn.inference import vi
 
-    Filled layer by layer into arrays allocated once: memory is the pooled samples plus one
-    chain's file (1.6 GB per 1,000 samples of 784-512-10).
+    return vi.VIConfig(**keys.vi_kwargs(vi_cfg, prior_sd))
+
+
+def load_hmc_samples(paths, model) -> tuple[list, list[int]]:
+    """HMC samples of every chain of ``model`` (a ``compactbnn.models.Model``) pooled along one leading axis
+    (chain after chain), and each chain's count.
+
+    Filled leaf by leaf into arrays allocated once: memory is the pooled samples plus one
+    chain's file (1.6 GB per 1,000 samples of 784-512-10). A file of another model is refused.
     """
-    counts, sizes = [], None
+    import jax  # here, not at the top: start() configures JAX before a job's first array
+
+    from compactbnn import io
+
+    counts = []
     for path in paths:
-        with np.load(path) as npz:
-            counts.append(int(npz["params"].shape[0]))
-            sizes = npz["layer_sizes"].tolist()
-    pooled = [{"weight": np.empty((sum(counts), fan_out, fan_in), np.float32), "bias": np.empty((sum(counts), fan_out), np.float32)}
-              for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
+        vectors, _ = io.load_vectors(path, model)
+        counts.append(int(vectors.shape[0]))
+        del vectors
+    # the pytree's structure and shapes from an empty stack: model.unravel of numpy gives numpy views
+    pooled = jax.tree_util.tree_map(lambda leaf: np.empty((sum(counts),) + leaf.shape[1:], np.float32),
+                                    model.unravel(np.zeros((0, model.num_params), np.float32)))
     start = 0
     for path, count in zip(paths, counts):
-        with np.load(path) as npz:
-            chain = mlp.unravel(npz["params"], sizes)
-            for layer, source in zip(pooled, chain):
-                for name in ("weight", "bias"):
-                    layer[name][start: start + count] = source[name]
+        vectors, _ = io.load_vectors(path, model)
+        for target, source in zip(jax.tree_util.tree_leaves(pooled), jax.tree_util.tree_leaves(model.unravel(vectors))):
+            target[start: start + count] = source
         start += count
     return pooled, counts
 

@@ -4,41 +4,41 @@ import json
 
 import jax
 import numpy as np
-from common import load_data, load_hmc_samples, match_inputs, start
+from common import load_data, load_hmc_samples, match_inputs, model, start
 
 from compactbnn.symmetry import compact, permutation
 from compactbnn.inference import diagnostics
 from compactbnn import io
-from compactbnn.models import mlp
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)
 cfg = sm.params.compact
 arrays = load_data(sm.params.data)
+network = model(sm.params.data, sm.params.model)
 options = dict(method=cfg["matching"], x=match_inputs(arrays, cfg), key=jax.random.key(cfg["seed"]))
 
-samples, counts = load_hmc_samples(sm.input.hmc)
+samples, counts = load_hmc_samples(sm.input.hmc, network)
 log.info("HMC: %d samples from %d chain(s); aligning to reference '%s' by %s matching", sum(counts), len(counts),
          cfg["reference"], cfg["matching"])
-hmc_r = compact.q_rebasin(samples, reference=cfg["reference"], max_rounds=cfg["max_rounds"], progress="HMC", **options)
+hmc_r = compact.q_rebasin(network, samples, reference=cfg["reference"], max_rounds=cfg["max_rounds"], progress="HMC", **options)
 # The ensemble and VI are expressed in HMC's basis, so that any mean can meet any sigma (the merged curve).
-members, _ = io.load_networks(sm.input.ensemble)
+members, _ = io.load_networks(sm.input.ensemble, network)
 if cfg["ensemble_alignment"] == "two_stage":  # the authors': within the ensemble first, then to HMC's reference
-    ensemble_r = compact.q_rebasin_two_stage(members, hmc_r.reference, progress="ensemble", **options)
+    ensemble_r = compact.q_rebasin_two_stage(network, members, hmc_r.reference, progress="ensemble", **options)
 else:
-    ensemble_r = compact.q_rebasin(members, reference=hmc_r.reference, progress="ensemble", **options)
-vi_mean, vi_extra = io.load_networks(sm.input.vi)
-vi_q, vi_perms = compact.align_gaussian(compact.Gaussian(vi_mean, mlp.unravel(vi_extra["sd"], mlp.layer_sizes_of(vi_mean))),
+    ensemble_r = compact.q_rebasin(network, members, reference=hmc_r.reference, progress="ensemble", **options)
+vi_mean, vi_extra = io.load_networks(sm.input.vi, network)
+vi_q, vi_perms = compact.align_gaussian(network, compact.Gaussian(vi_mean, network.unravel(vi_extra["sd"])),
                                         hmc_r.reference, activation_draws=cfg["vi_activation_draws"], **options)
 log.info("NoT to the reference: HMC median %d (max %d), ensemble %s, VI %d",
          int(np.median(hmc_r.not_to_reference)), int(hmc_r.not_to_reference.max()),
          ensemble_r.not_to_reference.tolist(), permutation.total_transpositions(vi_perms))
 
-compact.save_compact(sm.output.hmc_direct, compact.q_direct(samples))
-compact.save_compact(sm.output.hmc_rebasin, hmc_r)
-compact.save_compact(sm.output.ensemble_direct, compact.q_direct(members))
-compact.save_compact(sm.output.ensemble_rebasin, ensemble_r)
-compact.save_compact(sm.output.vi, compact.CompactResult.from_gaussian(vi_q, vi_perms, hmc_r.reference))
+compact.save_compact(sm.output.hmc_direct, network, compact.q_direct(network, samples))
+compact.save_compact(sm.output.hmc_rebasin, network, hmc_r)
+compact.save_compact(sm.output.ensemble_direct, network, compact.q_direct(network, members))
+compact.save_compact(sm.output.ensemble_rebasin, network, ensemble_r)
+compact.save_compact(sm.output.vi, network, compact.CompactResult.from_gaussian(network, vi_q, vi_perms, hmc_r.reference))
 
 
 def chain_draws(aligned: bool) -> list[np.ndarray]:
@@ -47,7 +47,7 @@ def chain_draws(aligned: bool) -> list[np.ndarray]:
     for count in counts:
         part = jax.tree_util.tree_map(lambda leaf: leaf[start: start + count], samples)
         perms = [p[start: start + count] for p in hmc_r.perms]
-        draws.append(np.asarray(compact.ravel_stack(part, perms if aligned else None), np.float32))
+        draws.append(np.asarray(compact.ravel_stack(network, part, perms if aligned else None), np.float32))
         start += count
     return draws
 

@@ -1,7 +1,7 @@
 """Table 1 (against the HMC predictive on the test set), the sigmas of Figure 3 (and their histograms for the claims), the pruning curves."""
 
 import jax
-from common import GAUSSIAN_INPUTS, load_data, load_hmc_samples, start
+from common import GAUSSIAN_INPUTS, load_data, load_hmc_samples, model, start
 
 from compactbnn.symmetry import compact
 from compactbnn.paper import experiments
@@ -13,25 +13,26 @@ log = start(sm)
 cfg = sm.params.compact
 arrays = load_data(sm.params.data)
 x, y = arrays["x_test"], arrays["y_test"]
-compacts = {name: compact.load_compact(sm.input[stem]) for name, stem in GAUSSIAN_INPUTS.items()}
+network = model(sm.params.data, sm.params.model)
+compacts = {name: compact.load_compact(sm.input[stem], network) for name, stem in GAUSSIAN_INPUTS.items()}
 gaussians = {name: result.q for name, result in compacts.items()}
 # Every sigma itself (Figure 3 bins them in its notebook, so a new bin count reruns only the figure),
 # gzip without a timestamp so that equal sigmas give equal files; and, for the claims, histograms
 # on bins of prior_sd / CLAIMS_BINS_PER_PRIOR_SD, a binning that the plot's bin count does not move.
-sigma = experiments.sigma_table(gaussians)
+sigma = experiments.sigma_table(network, gaussians)
 sigma.to_csv(sm.output.sigma_values, index=False, compression={"method": "gzip", "compresslevel": 6, "mtime": 0})
 experiments.sigma_histograms(sigma, bin_width=sm.params.prior_sd / CLAIMS_BINS_PER_PRIOR_SD).to_csv(
     sm.output.sigma, index=False)
-samples, _ = load_hmc_samples(sm.input.hmc)
-members, _ = io.load_networks(sm.input.ensemble)
+samples, _ = load_hmc_samples(sm.input.hmc, network)
+members, _ = io.load_networks(sm.input.ensemble, network)
 # the authors' low-rank Gaussian of the ensemble, aligned as for its q_r
-low_rank = compact.low_rank_gaussian(members, compacts["ensemble", "q_r"].perms)
-table = experiments.posterior_table(jax.random.key(cfg["seed"]), samples, members, gaussians, x, y,
+low_rank = compact.low_rank_gaussian(network, members, compacts["ensemble", "q_r"].perms)
+table = experiments.posterior_table(network, jax.random.key(cfg["seed"]), samples, members, gaussians, x, y,
                                     num_q_samples=cfg["q_samples"], low_rank=low_rank)
 table.to_csv(sm.output.table, index=False)
 log.info("Table 1:\n%s", table.to_string(index=False))
 last = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[-1], tree)  # noqa: E731
-pruning = experiments.pruning_table(gaussians, x, y, cfg["retained_percents"], last_hmc_sample=last(samples),
+pruning = experiments.pruning_table(network, gaussians, x, y, cfg["retained_percents"], last_hmc_sample=last(samples),
                                     last_member=last(members))
 pruning.to_csv(sm.output.pruning, index=False)
 log.info("pruning curves:\n%s", pruning.pivot(index="retained_percent", columns="curve", values="accuracy").to_string())

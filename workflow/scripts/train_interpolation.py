@@ -1,19 +1,19 @@
 """Experiment B: train two independently initialised networks side by side, keeping every epoch."""
 
 import jax
-from common import layer_sizes, load_data, start, train_config
+from common import load_data, model, start, train_config
 
 from compactbnn import io, train
-from compactbnn.models import mlp
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)
 cfg = sm.params.experiment
 arrays = load_data(sm.params.data)
-sizes = layer_sizes(arrays, sm.params.model)
+network = model(sm.params.data, sm.params.model)
 init_key, data_key = jax.random.split(jax.random.key(cfg["seed"]))
 result = train.train_many(
-    mlp.init_many(init_key, sizes, 2),
+    network,
+    network.init_many(init_key, 2),
     arrays["x_train"],
     arrays["y_train"],
     jax.random.split(data_key, 2),
@@ -21,6 +21,6 @@ result = train.train_many(
     snapshots=True,
     progress="two networks",
 )
-final = train.evaluate_many(result.params, arrays["x_test"], arrays["y_test"])
+final = train.evaluate_many(network, result.params, arrays["x_test"], arrays["y_test"])
 log.info("test accuracy after training: %s", [round(float(a), 4) for a in final["accuracy"]])
-io.save_networks(sm.output[0], result.snapshots)  # (epochs + 1, 2, num_params)
+io.save_networks(sm.output[0], network, result.snapshots)  # (epochs + 1, 2, num_params)

@@ -2,38 +2,40 @@
 
 import jax
 import numpy as np
-from common import layer_sizes, load_data, start, train_config
+from common import load_data, model, start, train_config
 
+from compactbnn.config.shapes import not_levels
 from compactbnn.paper import experiments
 from compactbnn import io, train
-from compactbnn.models import mlp
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 log = start(sm)
 cfg = sm.params.experiment
 arrays = load_data(sm.params.data)
-sizes = layer_sizes(arrays, sm.params.model)
+network = model(sm.params.data, sm.params.model)
 run = int(sm.wildcards.run)
 
 # One key per run; inits, permutations and minibatch orders all derive from it.
 init_key, data_key = jax.random.split(jax.random.fold_in(jax.random.key(cfg["seed"]), run))
-levels = experiments.not_levels(min(sizes[1:-1]), cfg["levels"])
+levels = np.asarray(not_levels(min(network.perm_sizes), cfg["levels"]), np.int32)
 independent = cfg["pairs"] == "independent"
-init, perms, permuted = experiments.permuted_initialisations(init_key, sizes, levels, independent=independent)
+init, perms, permuted = experiments.permuted_initialisations(network, init_key, levels, independent=independent)
 # The first F models are the first networks (one per level, or one W_init shared by all levels);
 # the last L are P_k W_init. Each model has its own minibatch order.
-firsts = init if independent else mlp.stack_one(init)
+firsts = init if independent else network.stack_one(init)
 models = jax.tree_util.tree_map(lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)]), firsts, permuted)
-num_models = int(models[0]["bias"].shape[0])
-log.info("run %d: training %d networks %s on %d images (%s pairs)", run, num_models, sizes, len(arrays["y_train"]), cfg["pairs"])
-result = train.train_many(models, arrays["x_train"], arrays["y_train"], jax.random.split(data_key, num_models),
+num_models = network.num_stacked(models)
+log.info("run %d: training %d networks of %s on %d images (%s pairs)", run, num_models, network,
+         len(arrays["y_train"]), cfg["pairs"])
+result = train.train_many(network, models, arrays["x_train"], arrays["y_train"], jax.random.split(data_key, num_models),
                           train_config(cfg["training"]), progress=f"run {run}")
-final = train.evaluate_many(result.params, arrays["x_test"], arrays["y_test"])
+final = train.evaluate_many(network, result.params, arrays["x_test"], arrays["y_test"])
 log.info("test accuracy of the trained networks: mean %.4f, min %.4f", float(final["accuracy"].mean()), float(final["accuracy"].min()))
 io.save_networks(
     sm.output[0],
+    network,
     result.params,
-    init=np.asarray(mlp.ravel(firsts)),  # (F, num_params): F = L independent first networks, or 1 shared
+    init=np.asarray(network.ravel(firsts)),  # (F, num_params): F = L independent first networks, or 1 shared
     levels=levels,
     **{f"perm{layer}": p for layer, p in enumerate(perms)},
 )

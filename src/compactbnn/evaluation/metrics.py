@@ -17,13 +17,15 @@ plus samples x data batch x width activations at a time.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from compactbnn.models import mlp
+from compactbnn.models import Model, Params
+from compactbnn.symmetry import gaussian
 
 DATA_BATCH_SIZE = 1000
 SAMPLE_BATCH_SIZE = 100
@@ -34,18 +36,20 @@ PAPER_NUM_Q_SAMPLES = 100  # PAPER.md: predictives of q use 100 Monte Carlo samp
 # ----------------------------------------------------------------------------- predictives
 
 
-def predictive(samples: mlp.Params, x, *, batch_size: int = DATA_BATCH_SIZE, sample_batch_size: int = SAMPLE_BATCH_SIZE) -> np.ndarray:
-    """Mean softmax over a stack of networks: (N, C) float64 numpy array.
+def predictive(model: Model, samples: Params, x, *, batch_size: int = DATA_BATCH_SIZE,
+               sample_batch_size: int = SAMPLE_BATCH_SIZE) -> np.ndarray:
+    """Mean softmax over a stack of networks of ``model``: (N, C) float64 numpy array.
 
     Args:
+      model: the networks' architecture (``compactbnn.models.Model``).
       samples: stacked params, every leaf (S, ...) (numpy or JAX; numpy stays on the host and is
         moved to the device one chunk of ``sample_batch_size`` samples at a time).
       x: inputs (N, D).
       batch_size: data rows per device call; ``sample_batch_size``: networks per device call.
     Peak device memory is about sample_batch_size * (params + batch_size * max width) floats.
     """
-    num_samples = _num_stacked(samples)
-    _check_inputs(samples, x)
+    num_samples = _num_stacked(model, samples)
+    _check_inputs(model, x)
     _check_batch_sizes(batch_size, sample_batch_size)
 
     def chunk(start: int, size: int):
@@ -57,30 +61,17 @@ def predictive(samples: mlp.Params, x, *, batch_size: int = DATA_BATCH_SIZE, sam
 
         return jax.tree_util.tree_map(take, samples)
 
-    return _accumulate_predictive(chunk, num_samples, jnp.asarray(x, jnp.float32), batch_size, sample_batch_size)
+    return _accumulate_predictive(model, chunk, num_samples, jnp.asarray(x, jnp.float32), batch_size, sample_batch_size)
 
 
-def network_probabilities(params: mlp.Params, x, *, batch_size: int = DATA_BATCH_SIZE) -> np.ndarray:
-    """Softmax of one network (no model axis), e.g. the mean weights mu alone: (N, C)."""
-    stacked = mlp.stack_one(params)
-    return predictive(stacked, x, batch_size=batch_size, sample_batch_size=1)
-
-
-def sample_gaussian(key: jax.Array, q, num_samples: int) -> mlp.Params:
-    """``num_samples`` draws from a mean-field Gaussian q, stacked along a leading axis.
-
-    ``q`` has ``mean`` and ``sd`` params-shaped pytrees (``compact.Gaussian``, ``vi.VIResult``)
-    or is a ``(mean, sd)`` pair. Draw i is ``mean + sd * eps`` with eps ~ N(0, I) drawn as one
-    vector in ``mlp.ravel`` order from ``fold_in(key, i)``, so the first k draws do not depend on
-    ``num_samples`` and ``gaussian_predictive`` can draw them chunk by chunk.
-    """
-    if not _is_count(num_samples):
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    mean, sd = _mean_and_sd(q)
-    return _draw(key, mean, sd, jnp.arange(num_samples))
+def network_probabilities(model: Model, params: Params, x, *, batch_size: int = DATA_BATCH_SIZE) -> np.ndarray:
+    """Softmax of one network of ``model`` (no model axis), e.g. the mean weights mu alone: (N, C)."""
+    stacked = model.stack_one(params)
+    return predictive(model, stacked, x, batch_size=batch_size, sample_batch_size=1)
 
 
 def gaussian_predictive(
+    model: Model,
     key: jax.Array,
     q,
     x,
@@ -91,47 +82,31 @@ def gaussian_predictive(
 ) -> np.ndarray:
     """Predictive of ``num_samples`` Monte Carlo draws from q (paper: 100): (N, C).
 
-    Equals ``predictive(sample_gaussian(key, q, num_samples), x)`` but draws only one chunk of
-    samples at a time.
+    Equals ``predictive(model, gaussian.sample_gaussian(model, key, q, num_samples), x)`` but draws only one
+    chunk of samples at a time.
     """
     if not _is_count(num_samples):
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    mean, sd = _mean_and_sd(q)
-    _check_inputs(mean, x)
+    mean, sd = gaussian.mean_and_sd(q)
+    _check_inputs(model, x)
     _check_batch_sizes(batch_size, sample_batch_size)
 
     def chunk(start: int, size: int):
         # Always ``size`` draws (those past num_samples get weight 0): one shape, one compilation.
-        return _draw(key, mean, sd, jnp.arange(start, start + size))
+        return gaussian.draws(model, key, mean, sd, jnp.arange(start, start + size))
 
-    return _accumulate_predictive(chunk, num_samples, jnp.asarray(x, jnp.float32), batch_size, sample_batch_size)
-
-
-def _draw(key, mean, sd, indices):
-    """Draws ``mean + sd * eps_i`` for each i in ``indices``, eps_i ~ N(0, I) from ``fold_in(key, i)`` in ravel order."""
-    sizes = mlp.layer_sizes_of(mean)
-    flat_mean = jnp.asarray(mlp.ravel(mean), jnp.float32)
-    flat_sd = jnp.asarray(mlp.ravel(sd), jnp.float32)
-    if flat_mean.shape != flat_sd.shape:
-        raise ValueError(f"q's mean and sd differ in size: {flat_mean.shape} vs {flat_sd.shape}")
-    return mlp.unravel(_draw_flat(key, flat_mean, flat_sd, indices), sizes)
+    return _accumulate_predictive(model, chunk, num_samples, jnp.asarray(x, jnp.float32), batch_size, sample_batch_size)
 
 
-@jax.jit
-def _draw_flat(key, flat_mean, flat_sd, indices):
-    # One normal vector per draw (not one per leaf): a single RNG call keeps compilation cheap.
-    eps = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), flat_mean.shape, flat_mean.dtype))(indices)
-    return flat_mean + flat_sd * eps
-
-
-@jax.jit
-def _weighted_softmax_sum(params, x, weights):
+@functools.partial(jax.jit, static_argnums=0)
+def _weighted_softmax_sum(model, params, x, weights):
     """sum_s weights[s] * softmax(f_s(x)) for a chunk of networks: (b, C)."""
-    logits = jax.vmap(mlp.apply, in_axes=(0, None))(params, x)
+    logits = jax.vmap(model.apply, in_axes=(0, None))(params, x)
     return jnp.einsum("s,sbc->bc", weights, jax.nn.softmax(logits, axis=-1))
 
 
-def _accumulate_predictive(chunk: Callable, num_samples: int, x: jax.Array, batch_size: int, sample_batch_size: int) -> np.ndarray:
+def _accumulate_predictive(model: Model, chunk: Callable, num_samples: int, x: jax.Array, batch_size: int,
+                           sample_batch_size: int) -> np.ndarray:
     n = x.shape[0]
     batch_size = min(batch_size, n)
     sample_batch_size = min(sample_batch_size, num_samples)
@@ -143,21 +118,22 @@ def _accumulate_predictive(chunk: Callable, num_samples: int, x: jax.Array, batc
         # chunk(start, size) gives exactly ``size`` networks; those past num_samples are padding.
         params = chunk(start, sample_batch_size)
         weights = (jnp.arange(start, start + sample_batch_size) < num_samples).astype(jnp.float32)
-        sums = [_weighted_softmax_sum(params, x_padded[b * batch_size: (b + 1) * batch_size], weights) for b in range(num_batches)]
+        sums = [_weighted_softmax_sum(model, params, x_padded[b * batch_size: (b + 1) * batch_size], weights)
+                for b in range(num_batches)]
         chunk_sum = np.asarray(jnp.concatenate(sums)[:n], np.float64)
         total = chunk_sum if total is None else total + chunk_sum
     return total / num_samples
 
 
-def sample_probabilities(samples: mlp.Params, x, *, batch_size: int = DATA_BATCH_SIZE,
+def sample_probabilities(model: Model, samples: Params, x, *, batch_size: int = DATA_BATCH_SIZE,
                          sample_batch_size: int = SAMPLE_BATCH_SIZE) -> np.ndarray:
-    """Softmax of every network of a stack apart: (S, N, C) float32 on the host (400 MB for 1,000 x 10,000 x 10).
+    """Softmax of every network of a stack of ``model`` apart: (S, N, C) float32 on the host (400 MB for 1,000 x 10,000 x 10).
 
     ``predictive`` is their mean over S; keeping them lets running means over any order of the
     networks (``running_predictive``) cost one forward pass per network.
     """
-    num_samples = _num_stacked(samples)
-    _check_inputs(samples, x)
+    num_samples = _num_stacked(model, samples)
+    _check_inputs(model, x)
     _check_batch_sizes(batch_size, sample_batch_size)
     x = jnp.asarray(x, jnp.float32)
     n = x.shape[0]
@@ -171,7 +147,7 @@ def sample_probabilities(samples: mlp.Params, x, *, batch_size: int = DATA_BATCH
         indices = np.concatenate([np.arange(start, start + real), np.full(sample_batch_size - real, start)])
         params = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[indices], jnp.float32), samples)
         chunk = jnp.concatenate(
-            [_softmax_many(params, x_padded[b * batch_size: (b + 1) * batch_size]) for b in range(num_batches)], axis=1)
+            [_softmax_many(model, params, x_padded[b * batch_size: (b + 1) * batch_size]) for b in range(num_batches)], axis=1)
         chunk = np.asarray(chunk[:real, :n])
         if out is None:
             out = np.empty((num_samples,) + chunk.shape[1:], np.float32)
@@ -215,36 +191,23 @@ def running_predictive(probabilities, y, *, order=None, chunk_size: int = SAMPLE
     return {name: np.asarray(values) for name, values in out.items()}
 
 
-@jax.jit
-def _softmax_many(params, x):
+@functools.partial(jax.jit, static_argnums=0)
+def _softmax_many(model, params, x):
     """softmax(f_s(x)) of every network in a chunk: (s, b, C)."""
-    return jax.nn.softmax(jax.vmap(mlp.apply, in_axes=(0, None))(params, x), axis=-1)
+    return jax.nn.softmax(jax.vmap(model.apply, in_axes=(0, None))(params, x), axis=-1)
 
 
-def _mean_and_sd(q):
-    if hasattr(q, "mean") and hasattr(q, "sd"):
-        return q.mean, q.sd
-    try:
-        mean, sd = q
-    except (TypeError, ValueError):
-        raise TypeError(f"q must have .mean and .sd (compact.Gaussian) or be a (mean, sd) pair, got {type(q).__name__}") from None
-    return mean, sd
-
-
-def _num_stacked(samples) -> int:
-    try:
-        first = samples[0]["bias"]
-    except (TypeError, KeyError, IndexError):
-        raise TypeError("samples must be stacked MLP params: a list of {'weight', 'bias'} dicts with a leading sample axis") from None
-    if np.ndim(first) != 2:
-        raise ValueError(f"samples must carry a leading sample axis: the first bias has shape {np.shape(first)}, expected (S, width)")
-    if np.shape(first)[0] < 1:
+def _num_stacked(model: Model, samples) -> int:
+    """The number of networks in ``samples``, after checking that they are a stack (leading sample axis) of ``model``."""
+    model.check(samples, "samples", batch_ndim=1)
+    num_samples = model.num_stacked(samples)
+    if num_samples < 1:
         raise ValueError("samples is an empty stack (S = 0)")
-    return int(np.shape(first)[0])
+    return num_samples
 
 
-def _check_inputs(params, x) -> None:
-    expected = np.shape(params[0]["weight"])[-1]
+def _check_inputs(model: Model, x) -> None:
+    expected = model.num_features
     if np.ndim(x) != 2 or np.shape(x)[1] != expected:
         raise ValueError(f"x must be (N, {expected}) for these networks, got shape {np.shape(x)}")
     if np.shape(x)[0] < 1:

@@ -12,7 +12,7 @@ permutation basis, i.e. aligned to the same reference network (``compact.q_rebas
 shared ``reference``, ``compact.align_gaussian`` for VI); otherwise sigma of hidden unit i
 describes a different unit than mu's unit i.
 
-Ties in sigma are broken by position in ``mlp.ravel`` order (PyTorch's parameter order): of two
+Ties in sigma are broken by position in ``model.ravel`` order (PyTorch's parameter order): of two
 equal sigmas, the earlier parameter is kept first. (The authors' script keeps
 ``int(fraction * num_params)``, a floor; here the count is rounded half up, which differs by at
 most one parameter.)
@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from compactbnn.models import mlp
 from compactbnn import train
+from compactbnn.models import Model, Params
 
 PAPER_RETAINED_PERCENTS = (100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 5, 1)
 
@@ -39,9 +39,9 @@ def num_retained(num_params: int, retained_fraction: float) -> int:
     return int(np.floor(float(retained_fraction) * num_params + 0.5 + 1e-9))
 
 
-def retention_order(sd: mlp.Params) -> np.ndarray:
-    """Indices into ``mlp.ravel`` order, smallest sigma first (stable: ties keep index order)."""
-    flat = np.asarray(mlp.ravel(sd), np.float64)
+def retention_order(model: Model, sd: Params) -> np.ndarray:
+    """Indices into ``model.ravel`` order, smallest sigma first (stable: ties keep index order)."""
+    flat = np.asarray(model.ravel(sd), np.float64)
     if flat.ndim != 1:
         raise ValueError(f"sd must be one params pytree without a model axis, got ravelled shape {flat.shape}")
     if not np.all(np.isfinite(flat)):
@@ -51,44 +51,45 @@ def retention_order(sd: mlp.Params) -> np.ndarray:
     return np.argsort(flat, kind="stable")
 
 
-def retained_mask(sd: mlp.Params, retained_fraction: float) -> np.ndarray:
-    """Boolean vector in ``mlp.ravel`` order: True for the round(fraction * P) smallest-sigma parameters."""
-    order = retention_order(sd)
+def retained_mask(model: Model, sd: Params, retained_fraction: float) -> np.ndarray:
+    """Boolean vector in ``model.ravel`` order: True for the round(fraction * P) smallest-sigma parameters."""
+    order = retention_order(model, sd)
     mask = np.zeros(order.shape[0], bool)
     mask[order[: num_retained(order.shape[0], retained_fraction)]] = True
     return mask
 
 
-def prune(mean: mlp.Params, sd: mlp.Params, retained_fraction: float) -> mlp.Params:
+def prune(model: Model, mean: Params, sd: Params, retained_fraction: float) -> Params:
     """The mean network with every parameter outside the smallest-sigma ``retained_fraction`` set to zero.
 
-    ``mean`` and ``sd`` are params pytrees of the same layer sizes (no model axis), aligned to the
-    same reference (see the module docstring). Exactly ``num_retained(P, retained_fraction)``
+    ``mean`` and ``sd`` are parameter pytrees of ``model`` (no model axis), aligned to the same
+    reference (see the module docstring). Exactly ``num_retained(P, retained_fraction)``
     parameters keep their mean value (a kept mean that happens to be 0 stays 0).
     """
-    sizes = _check_pair(mean, sd)
-    mask = retained_mask(sd, retained_fraction)
-    flat = jnp.asarray(mlp.ravel(mean))
-    return mlp.unravel(jnp.where(jnp.asarray(mask), flat, jnp.zeros_like(flat)), sizes)
+    _check_pair(model, mean, sd)
+    mask = retained_mask(model, sd, retained_fraction)
+    flat = jnp.asarray(model.ravel(mean))
+    return model.unravel(jnp.where(jnp.asarray(mask), flat, jnp.zeros_like(flat)))
 
 
-def pruned_stack(mean: mlp.Params, sd: mlp.Params, retained_fractions: Sequence[float]) -> mlp.Params:
+def pruned_stack(model: Model, mean: Params, sd: Params, retained_fractions: Sequence[float]) -> Params:
     """``prune`` at every fraction, stacked along a leading axis (len(fractions), ...)."""
-    sizes = _check_pair(mean, sd)
-    order = retention_order(sd)
-    flat = np.asarray(mlp.ravel(mean))
+    _check_pair(model, mean, sd)
+    order = retention_order(model, sd)
+    flat = np.asarray(model.ravel(mean))
     rows = []
     for fraction in retained_fractions:
         row = np.zeros_like(flat)
         keep = order[: num_retained(flat.shape[0], fraction)]
         row[keep] = flat[keep]
         rows.append(row)
-    return mlp.unravel(jnp.asarray(np.stack(rows)), sizes)
+    return model.unravel(jnp.asarray(np.stack(rows)))
 
 
 def pruning_curve(
-    mean: mlp.Params,
-    sd: mlp.Params,
+    model: Model,
+    mean: Params,
+    sd: Params,
     x,
     y,
     retained_percents: Sequence[float] = PAPER_RETAINED_PERCENTS,
@@ -105,8 +106,8 @@ def pruning_curve(
     for percent in percents:
         if not 0 < percent <= 100:
             raise ValueError(f"retained percentages must lie in (0, 100], got {percent}")
-    stacked = pruned_stack(mean, sd, [p / 100.0 for p in percents])
-    return np.asarray(train.evaluate_many(stacked, x, y)["accuracy"], np.float64)
+    stacked = pruned_stack(model, mean, sd, [p / 100.0 for p in percents])
+    return np.asarray(train.evaluate_many(model, stacked, x, y)["accuracy"], np.float64)
 
 
 def _check_fraction(fraction) -> None:
@@ -114,15 +115,9 @@ def _check_fraction(fraction) -> None:
         raise ValueError(f"retained_fraction must be a number in [0, 1], got {fraction!r}")
 
 
-def _check_pair(mean: mlp.Params, sd: mlp.Params) -> list[int]:
-    sizes_mean, sizes_sd = mlp.layer_sizes_of(mean), mlp.layer_sizes_of(sd)
-    if sizes_mean != sizes_sd:
-        raise ValueError(f"mean has layer sizes {sizes_mean} but sd has {sizes_sd}")
+def _check_pair(model: Model, mean: Params, sd: Params) -> None:
+    # one network each (no model axis), both of ``model``: then their leaves match one for one
+    model.check(mean, "mean")
+    model.check(sd, "sd")
     if jax.tree_util.tree_structure(mean) != jax.tree_util.tree_structure(sd):
         raise ValueError("mean and sd must be params pytrees of the same structure")
-    for a, b in zip(jax.tree_util.tree_leaves(mean), jax.tree_util.tree_leaves(sd)):
-        if np.shape(a) != np.shape(b):
-            raise ValueError(f"mean and sd leaves differ in shape: {np.shape(a)} vs {np.shape(b)} (a stacked input?)")
-    if np.ndim(mean[0]["bias"]) != 1:
-        raise ValueError(f"mean and sd must be single networks without a model axis, got bias shape {np.shape(mean[0]['bias'])}")
-    return sizes_mean

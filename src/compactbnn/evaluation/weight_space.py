@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import pearsonr, spearmanr
 
-from compactbnn.models import mlp
+from compactbnn.models import Model
 
 METHODS = ("hmc", "ensemble", "vi")
 QUANTITIES = ("mu", "sigma")
@@ -32,12 +32,12 @@ ALIGNMENTS = ("before", "after")
 TOP_FRACTION = 0.1
 
 
-def weight_space_values(before: Mapping[str, object], after: Mapping[str, object]) -> pd.DataFrame:
+def weight_space_values(model: Model, before: Mapping[str, object], after: Mapping[str, object]) -> pd.DataFrame:
     """Rows (alignment, parameter) with columns mu_<method> and sigma_<method> for every method.
 
-    ``before`` and ``after`` map a method name to its Gaussian (anything with params-shaped
-    ``mean`` and ``sd``), all of one architecture; ``parameter`` is the index in ``mlp.ravel``
-    order (PyTorch's).
+    ``before`` and ``after`` map a method name to its Gaussian (anything with ``mean`` and ``sd``
+    parameter pytrees), all of ``model``; ``parameter`` is the index in ``model.ravel`` order
+    (PyTorch's).
     """
     if set(before) != set(after) or len(before) < 2:
         raise ValueError(f"before and after need the same two or more methods, got {sorted(before)} and {sorted(after)}")
@@ -46,8 +46,8 @@ def weight_space_values(before: Mapping[str, object], after: Mapping[str, object
     for alignment, gaussians in (("before", before), ("after", after)):
         columns = {}
         for method in methods:
-            columns[f"mu_{method}"] = np.asarray(mlp.ravel(gaussians[method].mean), np.float32)
-            columns[f"sigma_{method}"] = np.asarray(mlp.ravel(gaussians[method].sd), np.float32)
+            columns[f"mu_{method}"] = np.asarray(model.ravel(gaussians[method].mean), np.float32)
+            columns[f"sigma_{method}"] = np.asarray(model.ravel(gaussians[method].sd), np.float32)
         sizes = {len(v) for v in columns.values()}
         if len(sizes) != 1:
             raise ValueError(f"the methods' Gaussians have different numbers of parameters: {sorted(sizes)}")

@@ -8,12 +8,12 @@ Adam (lr 1e-3), batch 100, 50 epochs, on the MAP objective with the N(0, 1) prio
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import jax
 
-from compactbnn.models import mlp
 from compactbnn import train
+from compactbnn.models import Model
 
 # PAPER.md, Experiment C: Adam lr 1e-3, batch 100, 50 epochs, MAP with the N(0, 1) prior.
 PAPER_CONFIG = train.TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=100, epochs=50, prior_sd=1.0)
@@ -21,8 +21,8 @@ PAPER_NUM_MEMBERS = 5
 
 
 def train_ensemble(
+    model: Model,
     key: jax.Array,
-    layer_sizes: Sequence[int],
     x,
     y,
     num_members: int,
@@ -31,9 +31,9 @@ def train_ensemble(
     evaluate_on: Mapping[str, tuple] | None = None,
     progress: bool | str = True,
 ) -> train.TrainResult:
-    """Train ``num_members`` networks from independent initialisations and independent data orders.
+    """Train ``num_members`` networks of ``model`` from independent initialisations and independent data orders.
 
-    ``key`` is split once into an init key (``mlp.init_many``: member m gets its own
+    ``key`` is split once into an init key (``model.init_many``: member m gets its own
     PyTorch-default draw) and a data key (split into one key per member, so member m's
     minibatch order does not depend on the others). Returns ``train.TrainResult`` whose
     ``params`` are stacked along a leading member axis (num_members, ...), the form that
@@ -47,9 +47,9 @@ def train_ensemble(
     if not isinstance(config, train.TrainConfig):
         raise TypeError(f"config must be a train.TrainConfig, got {type(config).__name__}")
     init_key, data_key = jax.random.split(key)
-    params = mlp.init_many(init_key, layer_sizes, num_members)
+    params = model.init_many(init_key, num_members)
     data_keys = jax.random.split(data_key, num_members)
     label = progress if isinstance(progress, str) else f"ensemble of {num_members}"
     return train.train_many(
-        params, x, y, data_keys, config, evaluate_on=evaluate_on, progress=label if progress else False
+        model, params, x, y, data_keys, config, evaluate_on=evaluate_on, progress=label if progress else False
     )

@@ -6,7 +6,7 @@ bias, ``q(theta) = N(mu, diag(sd^2))``, written as a NumPyro guide (``mean_field
 the paper's parameterisation ``sd = exp(log_sd)`` (the authors' ``MFVILinear``; they clamp at
 1e-5, we do not, since exp is positive and the clamp would stop gradients; NumPyro's
 ``AutoNormal`` would use a softplus scale instead). Means start at the PyTorch-default
-initialisation (``mlp.init``), every sd at ``init_sd`` (paper: 0.05).
+initialisation (``model.init``), every sd at ``init_sd`` (paper: 0.05).
 
 Per minibatch step, NumPyro's ``SVI`` with ``TraceMeanField_ELBO`` (the KL of every weight site in
 closed form, ``numpyro.distributions.kl``) minimises the NELBO estimate
@@ -29,7 +29,7 @@ import contextlib
 import functools
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -42,9 +42,10 @@ from numpyro.infer import SVI, TraceMeanField_ELBO
 from numpyro.optim import optax_to_numpyro
 from tqdm.auto import tqdm
 
-from compactbnn.inference import bnn
-from compactbnn.models import mlp
 from compactbnn import train
+from compactbnn.inference import bnn
+from compactbnn.config.fields import VI_FIELDS, check_fields
+from compactbnn.models import Model, Params
 
 
 @dataclass(frozen=True)
@@ -64,25 +65,8 @@ class VIConfig:
     kl_weight: float = 1.0
 
     def __post_init__(self):
-        if not _is_real(self.learning_rate) or not self.learning_rate > 0:
-            raise ValueError(f"VIConfig.learning_rate must be a positive number, got {self.learning_rate!r}")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            raise ValueError(f"VIConfig.batch_size must be a positive integer, got {self.batch_size!r}")
-        if not _is_int(self.epochs) or self.epochs < 0:
-            raise ValueError(f"VIConfig.epochs must be a non-negative integer, got {self.epochs!r}")
-        if not _is_real(self.prior_sd) or not self.prior_sd > 0:
-            raise ValueError(f"VIConfig.prior_sd must be a positive number, got {self.prior_sd!r}")
-        if not _is_real(self.init_sd) or not self.init_sd > 0:
-            raise ValueError(f"VIConfig.init_sd must be a positive number, got {self.init_sd!r}")
-        if not _is_int(self.num_samples) or self.num_samples < 1:
-            raise ValueError(f"VIConfig.num_samples must be a positive integer, got {self.num_samples!r}")
-        if not _is_real(self.kl_weight) or not self.kl_weight > 0:
-            # > 0: NumPyro's handlers.scale, which weights the KL, takes positive factors only
-            raise ValueError(f"VIConfig.kl_weight must be a positive number, got {self.kl_weight!r}")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        # the rules the config check applies to posterior.vi too (compactbnn.config.fields)
+        check_fields(VI_FIELDS, vars(self), "VIConfig")
 
 
 def _is_real(value) -> bool:
@@ -91,7 +75,7 @@ def _is_real(value) -> bool:
 
 @dataclass
 class VIResult:
-    """The fitted q: ``mean`` and ``sd`` pytrees shaped like ``mlp`` params (no model axis).
+    """The fitted q: ``mean`` and ``sd`` parameter pytrees of the fitted model (no model axis).
 
     ``history`` (numpy arrays):
       ``nelbo_running`` (epochs,): mean over the epoch's steps of the minibatch NELBO estimate,
@@ -102,8 +86,8 @@ class VIResult:
         weights alone (a deterministic network), cheap enough for every epoch.
     """
 
-    mean: mlp.Params
-    sd: mlp.Params
+    mean: Params
+    sd: Params
     history: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -142,13 +126,13 @@ def kl_divergence(mean, sd, prior_sd: float) -> jax.Array:
 # Model, guide and SVI
 
 
-def minibatch_model(x, y, indices, mask, *, layer_sizes: Sequence[int], prior_sd: float):
-    """``bnn.bnn_model`` on the minibatch ``indices`` (B,) of the full (x, y): the indices go into its plate.
+def minibatch_model(model: Model, x, y, indices, mask, *, prior_sd: float):
+    """``bnn.bnn_model`` of ``model`` on the minibatch ``indices`` (B,) of the full (x, y): the indices go into its plate.
 
     ``mask`` (B,) marks the real rows of a padded batch, or None when no batch is padded.
     """
     with handlers.substitute(data={"data": indices}):
-        bnn.bnn_model(x, y, layer_sizes, prior_sd, subsample_size=indices.shape[0], mask=mask)
+        bnn.bnn_model(model, x, y, prior_sd, subsample_size=indices.shape[0], mask=mask)
 
 
 def loc_name(site: str) -> str:
@@ -161,72 +145,66 @@ def log_sd_name(site: str) -> str:
     return f"{site}.log_sd"
 
 
-def mean_field_guide(layer_sizes: Sequence[int], init_sd: float, kl_weight: float = 1.0):
+def mean_field_guide(model: Model, init_sd: float, kl_weight: float = 1.0):
     """The mean-field Gaussian guide of ``bnn_model``'s weight sites: N(loc, exp(log_sd)^2) per entry.
 
-    Every ``log_sd`` starts at log(init_sd); ``loc`` at a PyTorch-default draw U(+-1/sqrt(fan_in))
-    per site, unless ``SVI.init(..., init_params=guide_params(mean, init_sd))`` gives the means
-    (``fit`` does, with ``mlp.init``'s draw). The guide takes (and ignores) the model's arguments.
-    ``kl_weight`` != 1 scales each site's KL term (the authors' beta) through ``handlers.scale``
-    of the guide's sites, which ``TraceMeanField_ELBO`` applies to the closed-form KL.
+    One ``loc`` and one ``log_sd`` per site of ``model.sites``, in that order. Every ``log_sd``
+    starts at log(init_sd); ``loc`` at the site's value in a ``model.init`` draw (PyTorch's
+    default) from the param's own key, unless ``SVI.init(..., init_params=guide_params(model,
+    mean, init_sd))`` gives the means (``fit`` does, with one ``model.init`` draw). The guide
+    takes (and ignores) the model's arguments. ``kl_weight`` != 1 scales each site's KL term (the
+    authors' beta) through ``handlers.scale`` of the guide's sites, which ``TraceMeanField_ELBO``
+    applies to the closed-form KL.
     """
-    sizes = mlp.check_layer_sizes(layer_sizes)
     log_init_sd = float(np.log(init_sd))
-    shapes = {}
-    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        shapes[bnn.site_name(l, "weight")] = ((fan_out, fan_in), fan_in)
-        shapes[bnn.site_name(l, "bias")] = ((fan_out,), fan_in)
+    sites = model.sites
 
     def guide(*args, **kwargs):
         with handlers.scale(scale=kl_weight) if kl_weight != 1 else contextlib.nullcontext():
-            for site, (shape, fan_in) in shapes.items():
-                bound = 1.0 / np.sqrt(fan_in)
-                # lazy initial values: called by SVI.init only, so the compiled update holds no constants
-                loc = numpyro.param(loc_name(site), lambda key, shape=shape, bound=bound: jax.random.uniform(key, shape, jnp.float32, -bound, bound))
+            for site, shape in sites:
+                # lazy initial values: called by SVI.init only (without init_params), so the compiled update holds no constants
+                loc = numpyro.param(loc_name(site), lambda key, site=site: model.to_sites(model.init(key))[site])
                 log_sd = numpyro.param(log_sd_name(site), lambda key, shape=shape: jnp.full(shape, log_init_sd, jnp.float32))
                 numpyro.sample(site, dist.Normal(loc, jnp.exp(log_sd)).to_event(len(shape)))
 
     return guide
 
 
-def guide_params(mean: mlp.Params, init_sd: float) -> dict:
+def guide_params(model: Model, mean: Params, init_sd: float) -> dict:
     """``mean_field_guide``'s parameters for the means ``mean`` and every sd ``init_sd`` (for ``SVI.init``'s init_params)."""
     params = {}
-    for site, value in bnn.sites_from_params(mean).items():
+    for site, value in model.to_sites(mean).items():
         params[loc_name(site)] = jnp.array(value, jnp.float32)  # a copy: fit donates its state to the epoch
         params[log_sd_name(site)] = jnp.full(jnp.shape(value), np.log(init_sd), jnp.float32)
     return params
 
 
 @functools.lru_cache(maxsize=16)
-def make_svi(layer_sizes: tuple[int, ...], config: VIConfig) -> SVI:
+def make_svi(model: Model, config: VIConfig) -> SVI:
     """NumPyro's SVI of ``minibatch_model`` with ``mean_field_guide``, ``TraceMeanField_ELBO`` and optax's Adam.
 
-    Cached per (layer sizes, config), so repeated fits with one config compile their epoch once.
+    Cached per (model, config), so repeated fits with one config compile their epoch once.
     """
-    model = partial(minibatch_model, layer_sizes=layer_sizes, prior_sd=float(config.prior_sd))
-    guide = mean_field_guide(layer_sizes, config.init_sd, config.kl_weight)
+    svi_model = partial(minibatch_model, model, prior_sd=float(config.prior_sd))
+    guide = mean_field_guide(model, config.init_sd, config.kl_weight)
     optimizer = optax_to_numpyro(optax.adam(config.learning_rate))
-    return SVI(model, guide, optimizer, TraceMeanField_ELBO(num_particles=config.num_samples))
+    return SVI(svi_model, guide, optimizer, TraceMeanField_ELBO(num_particles=config.num_samples))
 
 
-def variational_params(params: dict, num_layers: int) -> tuple[mlp.Params, mlp.Params]:
+def variational_params(model: Model, params: dict) -> tuple[Params, Params]:
     """(mean, sd) pytrees from the guide's parameters (``SVI.get_params``)."""
-    mean = bnn.params_from_sites({s: params[loc_name(s)] for s in _sites(num_layers)}, num_layers)
-    sd = bnn.params_from_sites({s: jnp.exp(params[log_sd_name(s)]) for s in _sites(num_layers)}, num_layers)
+    mean = model.from_sites({s: params[loc_name(s)] for s, _ in model.sites})
+    sd = model.from_sites({s: jnp.exp(params[log_sd_name(s)]) for s, _ in model.sites})
     return mean, sd
 
 
-def _sites(num_layers: int) -> list[str]:
-    return [bnn.site_name(l, kind) for l in range(num_layers) for kind in ("weight", "bias")]
-
-
 @functools.lru_cache(maxsize=16)
-def _epoch_fn(svi: SVI, config: VIConfig, num_train: int):
+def make_epoch_fn(svi: SVI, config: VIConfig, num_train: int):
     """A jitted (svi_state, data_key, x, y) -> (svi_state, mean NELBO) over one epoch of ``SVI.update``.
 
     The mean weights each step's NELBO estimate by its number of real examples. Padding rows
     (mask) exist only when the batch size does not divide N; without them the model gets no mask.
+    Cached per (svi, config, data size): one compilation per ``make_svi`` result.
     """
     padded = num_train % config.batch_size != 0
 
@@ -244,26 +222,26 @@ def _epoch_fn(svi: SVI, config: VIConfig, num_train: int):
 
 
 def fit(
+    model: Model,
     key: jax.Array,
-    layer_sizes: Sequence[int],
     x,
     y,
     config: VIConfig = VIConfig(),
     *,
-    init_mean: mlp.Params | None = None,
+    init_mean: Params | None = None,
     evaluate_on: Mapping[str, tuple] | None = None,
     progress: bool | str = True,
 ) -> VIResult:
-    """Fit mean-field VI to (x, y) with NumPyro's SVI and return the mean and sd pytrees with a per-epoch history.
+    """Fit mean-field VI of ``model`` to (x, y) with NumPyro's SVI; return the mean and sd pytrees with a per-epoch history.
 
     Args:
-      key: split into (init, data, noise) keys. The init key draws the means with ``mlp.init``
+      model: the network (``compactbnn.models.Model``), e.g. ``MLP((784, 512, 10))``.
+      key: split into (init, data, noise) keys. The init key draws the means with ``model.init``
         (PyTorch default) unless ``init_mean`` is given; epoch e shuffles the data with
         ``fold_in(data key, e)``; the noise key seeds SVI (its state splits it every step).
-      layer_sizes: input, hidden and output widths, e.g. [784, 512, 10].
       x, y: training inputs (N, D) float32 and integer labels (N,). N is the N_train of the NELBO.
       config: ``VIConfig``.
-      init_mean: optional starting means (an unstacked params pytree of ``layer_sizes``).
+      init_mean: optional starting means (an unstacked parameter pytree of ``model``).
       evaluate_on: optional ``{"test": (x, y), ...}``; the mean network is evaluated every epoch.
       progress: show a progress bar (a string is used as its label).
 
@@ -271,34 +249,32 @@ def fit(
     """
     if not isinstance(config, VIConfig):
         raise TypeError(f"config must be a vi.VIConfig, got {type(config).__name__}")
-    sizes = mlp.check_layer_sizes(layer_sizes)
     x = jnp.asarray(x, jnp.float32)
     y = jnp.asarray(y)
     if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise ValueError(f"x must be (N, D) and y (N,) with the same N, got {x.shape} and {y.shape}")
-    if x.shape[1] != sizes[0]:
-        raise ValueError(f"inputs have {x.shape[1]} features, layer_sizes start with {sizes[0]}")
+    if x.shape[1] != model.num_features:
+        raise ValueError(f"inputs have {x.shape[1]} features, the model expects {model.num_features}")
     if not jnp.issubdtype(y.dtype, jnp.integer):
         raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
 
     init_key, data_key, noise_key = jax.random.split(key, 3)
     if init_mean is None:
-        mean = mlp.init(init_key, sizes)
+        mean = model.init(init_key)
     else:
-        if mlp.layer_sizes_of(init_mean) != sizes:
-            raise ValueError(f"init_mean has layer sizes {mlp.layer_sizes_of(init_mean)}, expected {sizes}")
+        model.check(init_mean, "init_mean")
         mean = jax.tree_util.tree_map(lambda leaf: jnp.array(leaf, jnp.float32), init_mean)
 
-    num_train, num_layers = int(x.shape[0]), len(sizes) - 1
-    svi = make_svi(tuple(sizes), config)
+    num_train = int(x.shape[0])
+    svi = make_svi(model, config)
     first_batch = jnp.arange(min(config.batch_size, num_train))
     # SVI.init runs the model once to learn its sites; NaN data is fit's concern (the NELBO check below)
     with numpyro.validation_enabled(False):
-        svi_state = svi.init(noise_key, x, y, first_batch, None, init_params=guide_params(mean, config.init_sd))
-    epoch_fn = _epoch_fn(svi, config, num_train)
+        svi_state = svi.init(noise_key, x, y, first_batch, None, init_params=guide_params(model, mean, config.init_sd))
+    epoch_fn = make_epoch_fn(svi, config, num_train)
 
     history: dict[str, list] = {"nelbo_running": [], "kl": [], "sd_mean": []}
-    _record(history, variational_params(svi.get_params(svi_state), num_layers), config, evaluate_on)
+    _record(history, model, variational_params(model, svi.get_params(svi_state)), config, evaluate_on)
     label = progress if isinstance(progress, str) else "mean-field VI"
     bar = tqdm(range(config.epochs), desc=label, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
@@ -311,16 +287,16 @@ def fit(
             )
         history["nelbo_running"].append(nelbo)
         bar.set_postfix(nelbo=f"{nelbo:.1f}")
-        _record(history, variational_params(svi.get_params(svi_state), num_layers), config, evaluate_on)
-    mean, sd = variational_params(svi.get_params(svi_state), num_layers)
+        _record(history, model, variational_params(model, svi.get_params(svi_state)), config, evaluate_on)
+    mean, sd = variational_params(model, svi.get_params(svi_state))
     return VIResult(mean=mean, sd=sd, history={k: np.asarray(v) for k, v in history.items()})
 
 
-def _record(history: dict, mean_sd, config: VIConfig, evaluate_on) -> None:
+def _record(history: dict, model: Model, mean_sd, config: VIConfig, evaluate_on) -> None:
     mean, sd = mean_sd
     history["kl"].append(float(kl_divergence(mean, sd, config.prior_sd)))
-    history["sd_mean"].append(float(jnp.mean(mlp.ravel(sd))))
+    history["sd_mean"].append(float(jnp.mean(model.ravel(sd))))
     for name, (x_eval, y_eval) in (evaluate_on or {}).items():
-        metrics = train.evaluate(mean, x_eval, y_eval)
+        metrics = train.evaluate(model, mean, x_eval, y_eval)
         history.setdefault(f"{name}_loss", []).append(metrics["loss"])
         history.setdefault(f"{name}_accuracy", []).append(metrics["accuracy"])

@@ -134,6 +134,15 @@ class Model(abc.ABC):
 
     # --- conveniences every model shares ---------------------------------------------------
 
+    def stored_description(self, arrays: dict) -> str | None:
+        """How an npz of saved networks names its model: ``repr(model)`` under "model" (``compactbnn.io``).
+
+        A model whose files an earlier version described otherwise overrides this to read them
+        (the MLP: "layer_sizes"), so that finished results stay readable.
+        """
+        return str(arrays["model"]) if "model" in arrays else None
+
+
     def stack_one(self, params: Params) -> Params:
         """One network as a stack of one: every leaf gets a leading model axis of size 1."""
         return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf)[None], params)

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from compactbnn.config import shapes
 from compactbnn.models.base import Model, PermutationSpec
 
 Params = list  # list[dict[str, jax.Array]]
@@ -104,9 +105,8 @@ def forward(params: Params, x: jax.Array, matmul: Callable | None = None) -> tup
 
 
 def num_params(layer_sizes: Sequence[int]) -> int:
-    """Number of weights and biases; 407,050 for 784-512-10."""
-    sizes = check_layer_sizes(layer_sizes)
-    return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+    """Number of weights and biases; 407,050 for 784-512-10 (counted once, in ``config.shapes``)."""
+    return shapes.num_params(check_layer_sizes(layer_sizes))
 
 
 def ravel(params: Params) -> jax.Array:
@@ -248,6 +248,12 @@ class MLP(Model):
     def from_sites(self, sites: dict[str, jax.Array]) -> Params:
         return [{"weight": sites[site_name(layer, "weight")], "bias": sites[site_name(layer, "bias")]}
                 for layer in range(len(self.layer_sizes) - 1)]
+
+    def stored_description(self, arrays: dict) -> str | None:
+        # files written before the model seam (compactbnn 0.1 up to the subpackages) held the widths
+        if "model" not in arrays and "layer_sizes" in arrays:
+            return repr(MLP(tuple(int(s) for s in arrays["layer_sizes"])))
+        return super().stored_description(arrays)
 
     def check(self, params: Params, name: str = "params", batch_ndim: int = 0) -> None:
         sizes = check_params(params, name, batch_ndim)

@@ -13,6 +13,9 @@ the NoT between W_lambda and W0.
 Both also carry the authors' other measures (Figure S1): error barriers on train and test,
 distances per weight matrix and bias, the networks' own metrics. HMC's running predictive
 (Figure S2) is the accuracy and NLL of the first n kept samples' predictive.
+
+Every function that touches networks takes their ``compactbnn.models.Model`` first. The NoT
+levels of Experiment A are ``compactbnn.config.shapes.not_levels``.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from compactbnn.symmetry import compact, interpolation, permutation, rebasin
 from compactbnn.evaluation import metrics, pruning
-from compactbnn.models import mlp
+from compactbnn.models.base import Model, Params
+from compactbnn.symmetry import compact, interpolation, permutation, rebasin
 
 NOT_CURVES = ("init", "trained", "control")
 
@@ -39,71 +42,48 @@ def lambda_grid(num_lambdas: int) -> np.ndarray:
     return np.linspace(0.0, 1.0, num_lambdas)
 
 
-def not_levels(width: int, num_levels: int) -> np.ndarray:
-    """The authors' NoT levels: ``linspace(1, width - 1, num_levels)`` cast to int (512 units, 50 levels).
-
-    Levels that coincide after the cast (only when num_levels > width - 1) are kept once.
-    """
-    if width < 2:
-        raise ValueError(f"a hidden layer of width {width} has no permutation with NoT >= 1")
-    if num_levels < 1:
-        raise ValueError(f"num_levels must be >= 1, got {num_levels}")
-    return np.unique(np.linspace(1, width - 1, num_levels).astype(np.int32))
-
-
-def permuted_initialisations(key: jax.Array, layer_sizes: Sequence[int], levels: Sequence[int], *,
-                             independent: bool = True):
-    """For every level k, a first network W_init and its copy P_k W_init with NoT(P_k) = k in every hidden layer.
+def permuted_initialisations(model: Model, key: jax.Array, levels: Sequence[int], *, independent: bool = True):
+    """For every level k, a first network W_init and its copy P_k W_init with NoT(P_k) = k in every permutation.
 
     ``independent=True`` (the authors' code): a fresh W_init for every level, so the levels are
     independent pairs; ``init`` is then stacked (L, ...). ``independent=False``: one W_init shared
     by all levels (half the networks to train, but correlated levels); ``init`` has no model axis.
-    Returns ``(init, perms, permuted)``: the first network(s), a list (per hidden layer) of (L, n_l)
-    permutations, and the L permuted copies stacked. A hidden layer narrower than k + 1 units
-    gets its largest possible NoT, n_l - 1.
+    Returns ``(init, perms, permuted)``: the first network(s), a list (per permutation of the spec,
+    an MLP's hidden layers) of (L, n_p) permutations, and the L permuted copies stacked. A
+    permutation of fewer than k + 1 units gets its largest possible NoT, n_p - 1.
     """
     init_key, perm_key = jax.random.split(key)
     levels = np.asarray(levels, np.int32)
-    init = mlp.init_many(init_key, layer_sizes, len(levels)) if independent else mlp.init(init_key, layer_sizes)
+    init = model.init_many(init_key, len(levels)) if independent else model.init(init_key)
     perms = []
-    for layer, width in enumerate(layer_sizes[1:-1]):
+    for layer, width in enumerate(model.perm_sizes):
         keys = jax.random.split(jax.random.fold_in(perm_key, layer), len(levels))
         perms.append(np.asarray(permutation.permutations_with_transpositions(keys, width, np.minimum(levels, width - 1))))
-    return init, perms, permutation.permute_many(_as_stack(init, len(levels)), perms)
+    return init, perms, permutation.permute_many(model, _as_stack(model, init, len(levels)), perms)
 
 
-def _as_stack(params: mlp.Params, num_models: int) -> mlp.Params:
+def _as_stack(model: Model, params: Params, num_models: int) -> Params:
     """``params`` as a stack of ``num_models`` networks: one network, unstacked or a stack of 1, is repeated."""
-    if np.ndim(params[0]["bias"]) == 2:
-        count = np.shape(params[0]["bias"])[0]
+    if interpolation.leading_ndim(model, params) == 1:
+        count = model.num_stacked(params)
         if count == num_models:
             return params
         if count != 1:
             raise ValueError(f"expected one network or a stack of {num_models}, got a stack of {count}")
         params = jax.tree_util.tree_map(lambda leaf: leaf[0], params)
-    return mlp.repeat(params, num_models)
+    # a broadcast: the copies share the one network's memory
+    return jax.tree_util.tree_map(lambda leaf: jnp.broadcast_to(leaf, (num_models,) + jnp.shape(leaf)), params)
 
 
-def analyse_not_run(
-    init: mlp.Params,
-    trained: mlp.Params,
-    trained_permuted: mlp.Params,
-    perms: Sequence[np.ndarray],
-    *,
-    x_match: np.ndarray | None,
-    splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    split: str,
-    lambdas: np.ndarray,
-    method: str,
-    run: int = 0,
-    progress: bool = True,
-) -> pd.DataFrame:
+def analyse_not_run(model: Model, init: Params, trained: Params, trained_permuted: Params, perms: Sequence[np.ndarray],
+                    *, x_match: np.ndarray | None, splits: Mapping[str, tuple[np.ndarray, np.ndarray]], split: str,
+                    lambdas: np.ndarray, method: str, run: int = 0, progress: bool = True) -> pd.DataFrame:
     """One run of Experiment A: one row per (curve, level) with NoT, distances, barriers and the pair's own metrics.
 
     ``init``/``trained`` are the first network before and after training: one network shared by
     all levels (unstacked, or a stack of 1), or one per level (stacked, the authors' independent pairs),
     ``trained_permuted`` the L trained copies (stacked) that started at ``P_k init``, ``perms`` the
-    known P: one (L, n_l) array per hidden layer. ``splits`` maps split names to (x, y), e.g.
+    known P: one (L, n_p) array per permutation of the spec (an MLP's hidden layers). ``splits`` maps split names to (x, y), e.g.
     ``{"train": ..., "test": ...}``; ``split`` names the one behind ``barrier``.
 
     Columns (the first seven are what Figure 2 and the claims read):
@@ -117,7 +97,7 @@ def analyse_not_run(
     - for every split S (the authors' extras): ``barrier_S``, ``barrier_midpoint_S`` (loss) and
       ``error_barrier_S``, ``error_barrier_midpoint_S`` (0-1 error);
     - ``distance_w1``, ``distance_b1``, ``distance_w2``, ... : the squared distance per weight
-      matrix and bias, layer 1 first (they sum to ``distance``);
+      matrix and bias, layer 1 first (``interpolation.parameter_names``; they sum to ``distance``);
     - ``first_loss_S``, ``first_accuracy_S``, ``second_loss_S``, ``second_accuracy_S``: each
       network of the pair on split S (the path's ends), e.g. the trained networks' final loss.
     """
@@ -125,25 +105,25 @@ def analyse_not_run(
         raise ValueError(f"split {split!r} (the barrier's) is not among the splits {sorted(splits)}")
     # NoT(P) summed over hidden layers, as NoT(P') is: with one hidden layer, the level k itself
     not_init = np.sum([np.asarray(permutation.count_transpositions_many(p)) for p in perms], axis=0).astype(int)
-    init_stack, trained_stack = _as_stack(init, len(not_init)), _as_stack(trained, len(not_init))
+    init_stack, trained_stack = _as_stack(model, init, len(not_init)), _as_stack(model, trained, len(not_init))
     pairs = {
-        "init": (init_stack, permutation.permute_many(init_stack, perms)),
+        "init": (init_stack, permutation.permute_many(model, init_stack, perms)),
         "trained": (trained_stack, trained_permuted),
         # alignment by the known P: P W0_trained against the trained second network
-        "control": (permutation.permute_many(trained_stack, perms), trained_permuted),
+        "control": (permutation.permute_many(model, trained_stack, perms), trained_permuted),
     }
     has_midpoint = bool(np.any(np.isclose(lambdas, 0.5)))
     frames = []
     for curve in tqdm(NOT_CURVES, desc=f"analysing run {run}", disable=not progress, leave=False):
         first, second = pairs[curve]
-        not_measured = interpolation.transpositions_between_pairs(first, second, method=method, x=x_match)
-        path = interpolation.evaluate_paths(first, second, lambdas, splits)
+        not_measured = interpolation.transpositions_between_pairs(model, first, second, method=method, x=x_match)
+        path = interpolation.evaluate_paths(model, first, second, lambdas, splits)
         columns = {
             "run": run,
             "not_init": not_init,
             "curve": curve,
             "not_measured": np.asarray(not_measured, int),
-            "distance": np.asarray(interpolation.squared_distance(first, second), float),
+            "distance": np.asarray(interpolation.squared_distance(model, first, second), float),
         }
         for name in splits:
             loss, acc = path[f"{name}_loss"], path[f"{name}_accuracy"]
@@ -152,7 +132,7 @@ def analyse_not_run(
             columns[f"error_barrier_{name}"] = interpolation.error_barrier(acc, lambdas, "max")
             columns[f"error_barrier_midpoint_{name}"] = (
                 interpolation.error_barrier(acc, lambdas, "midpoint") if has_midpoint else np.nan)
-        for layer, value in interpolation.squared_distance_per_layer(first, second).items():
+        for layer, value in interpolation.squared_distance_per_layer(model, first, second).items():
             columns[f"distance_{layer}"] = np.asarray(value, float)
         # lambda = 0 and 1 are the pair's networks themselves (interpolate is exact at the ends)
         ends = {"first": interpolation.grid_index(lambdas, 0.0), "second": interpolation.grid_index(lambdas, 1.0)}
@@ -168,7 +148,8 @@ def analyse_not_run(
 
 
 def interpolation_table(
-    snapshots: mlp.Params,
+    model: Model,
+    snapshots: Params,
     lambdas: np.ndarray,
     splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
     *,
@@ -185,20 +166,21 @@ def interpolation_table(
     script), and ``l2_to_w0_w1``, ``l2_to_w0_b1``, ... the same per weight matrix and bias, layer 1
     first. The error along lambda is ``1 - accuracy``.
     """
-    num_epochs = np.shape(snapshots[0]["bias"])[0]
+    model.check(snapshots, "snapshots", batch_ndim=2)
+    num_epochs = model.num_stacked(snapshots)
     frames = []
     for epoch in tqdm(range(num_epochs), desc="interpolating", unit="epoch", disable=not progress, leave=False):
         w0 = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[epoch, 0]), snapshots)
         w1 = jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf[epoch, 1]), snapshots)
-        perms = rebasin.align_many(w0, mlp.stack_one(w1), method=method, x=x_match)
-        aligned = permutation.permute(w1, [p[0] for p in perms])
+        perms = rebasin.align_many(model, w0, model.stack_one(w1), method=method, x=x_match)
+        aligned = permutation.permute(model, w1, [p[0] for p in perms])
         for label, end in (("before", w1), ("after", aligned)):
             path = interpolation.interpolate(w0, end, lambdas)
-            path_perms = rebasin.align_many(w0, path, method=method, x=x_match)
+            path_perms = rebasin.align_many(model, w0, path, method=method, x=x_match)
             not_to_w0 = np.sum([np.asarray(permutation.count_transpositions_many(p)) for p in path_perms], axis=0)
-            metrics = interpolation.evaluate_path(w0, end, lambdas, splits)
-            l2_to_w0 = {"l2_to_w0": np.sqrt(np.asarray(interpolation.squared_distance(path, w0), np.float64))}
-            for layer, value in interpolation.squared_distance_per_layer(path, w0).items():
+            metrics = interpolation.evaluate_path(model, w0, end, lambdas, splits)
+            l2_to_w0 = {"l2_to_w0": np.sqrt(np.asarray(interpolation.squared_distance(model, path, w0), np.float64))}
+            for layer, value in interpolation.squared_distance_per_layer(model, path, w0).items():
                 l2_to_w0[f"l2_to_w0_{layer}"] = np.sqrt(np.asarray(value, np.float64))
             for split in splits:
                 frames.append(pd.DataFrame({
@@ -207,8 +189,6 @@ def interpolation_table(
                     "not_to_w0": not_to_w0.astype(int), **l2_to_w0,
                 }))
     return pd.concat(frames, ignore_index=True)
-
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,9 +204,10 @@ EXTRA_PRUNING_CURVES = ("hmc_last_sample", "ensemble_last_member", "ensemble_mu_
 
 
 def posterior_table(
+    model: Model,
     key: jax.Array,
-    hmc_samples: mlp.Params,
-    ensemble_members: mlp.Params,
+    hmc_samples: Params,
+    ensemble_members: Params,
     gaussians: Mapping[tuple[str, str], compact.Gaussian],
     x: np.ndarray,
     y: np.ndarray,
@@ -244,20 +225,22 @@ def posterior_table(
     NaN for sample rows, as the paper's N/A). ``low_rank`` (the aligned ensemble's
     ``compact.low_rank_gaussian``) adds the row ``LOW_RANK_ROW`` after the paper's seven.
     """
-    reference = metrics.predictive(hmc_samples, x)
-    sample_predictives = {"hmc": reference, "ensemble": metrics.predictive(ensemble_members, x)}
+    reference = metrics.predictive(model, hmc_samples, x)
+    sample_predictives = {"hmc": reference, "ensemble": metrics.predictive(model, ensemble_members, x)}
     rows = []
     for index, (method, representation) in enumerate(TABLE1_ROWS):
         if representation == "sample":
             rows.append(_posterior_row(method, representation, sample_predictives[method], None, reference, y))
             continue
         q = gaussians[method, representation]
-        draws = metrics.gaussian_predictive(jax.random.fold_in(key, index), q, x, num_q_samples)
-        rows.append(_posterior_row(method, representation, draws, metrics.network_probabilities(q.mean, x), reference, y))
+        draws = metrics.gaussian_predictive(model, jax.random.fold_in(key, index), q, x, num_q_samples)
+        rows.append(_posterior_row(method, representation, draws, metrics.network_probabilities(model, q.mean, x),
+                                   reference, y))
     if low_rank is not None:
-        draws = metrics.predictive(compact.sample_low_rank(jax.random.fold_in(key, len(TABLE1_ROWS)), low_rank,
-                                                           num_q_samples), x)
-        rows.append(_posterior_row(*LOW_RANK_ROW, draws, metrics.network_probabilities(low_rank.mean, x), reference, y))
+        low_rank_draws = compact.sample_low_rank(model, jax.random.fold_in(key, len(TABLE1_ROWS)), low_rank, num_q_samples)
+        draws = metrics.predictive(model, low_rank_draws, x)
+        rows.append(_posterior_row(*LOW_RANK_ROW, draws, metrics.network_probabilities(model, low_rank.mean, x),
+                                   reference, y))
     return pd.DataFrame(rows)
 
 
@@ -277,9 +260,9 @@ def _posterior_row(method, representation, probabilities, mean_probabilities, re
     }
 
 
-def pruning_table(gaussians: Mapping[tuple[str, str], compact.Gaussian], x: np.ndarray, y: np.ndarray,
-                  retained_percents: Sequence[float], *, last_hmc_sample: mlp.Params | None = None,
-                  last_member: mlp.Params | None = None) -> pd.DataFrame:
+def pruning_table(model: Model, gaussians: Mapping[tuple[str, str], compact.Gaussian], x: np.ndarray, y: np.ndarray,
+                  retained_percents: Sequence[float], *, last_hmc_sample: Params | None = None,
+                  last_member: Params | None = None) -> pd.DataFrame:
     """Figure 3 right: test accuracy of mean weights pruned by sigma, one curve per row group.
 
     Curves (``PRUNING_CURVES``): HMC mu_r by sigma_r, HMC mu_d by sigma_d, the ensemble's mu_r
@@ -305,16 +288,16 @@ def pruning_table(gaussians: Mapping[tuple[str, str], compact.Gaussian], x: np.n
     pairs["ensemble_mu_r_by_vi"] = (gaussians["ensemble", "q_r"].mean, gaussians["vi", "q"].sd)
     frames = [
         pd.DataFrame({"curve": curve, "retained_percent": list(retained_percents),
-                      "accuracy": pruning.pruning_curve(mean, sd, x, y, retained_percents)})
+                      "accuracy": pruning.pruning_curve(model, mean, sd, x, y, retained_percents)})
         for curve, (mean, sd) in pairs.items()
     ]
     return pd.concat(frames, ignore_index=True)
 
 
-def sigma_table(gaussians: Mapping[tuple[str, str], compact.Gaussian]) -> pd.DataFrame:
+def sigma_table(model: Model, gaussians: Mapping[tuple[str, str], compact.Gaussian]) -> pd.DataFrame:
     """Figure 3 left's data: every Gaussian's per-parameter sigmas, one row each.
 
-    Columns method, representation, parameter (its index in ``mlp.ravel`` order, i.e. PyTorch's
+    Columns method, representation, parameter (its index in ``model.ravel`` order, i.e. PyTorch's
     ``parameters_to_vector``) and sigma (float32). The figure bins these rows itself, so a new bin
     count needs no recomputation.
     """
@@ -322,7 +305,7 @@ def sigma_table(gaussians: Mapping[tuple[str, str], compact.Gaussian]) -> pd.Dat
         pd.DataFrame({"method": method, "representation": representation,
                       "parameter": np.arange(values.size), "sigma": values})
         for (method, representation), values in sorted(
-            (name, np.asarray(mlp.ravel(q.sd), np.float32)) for name, q in gaussians.items())
+            (name, np.asarray(model.ravel(q.sd), np.float32)) for name, q in gaussians.items())
     ]
     return pd.concat(frames, ignore_index=True)
 
@@ -374,7 +357,8 @@ def interleave_chains(counts: Sequence[int]) -> np.ndarray:
     return np.asarray([offset + k for k in range(max(counts)) for offset, count in zip(offsets, counts) if k < count])
 
 
-def running_predictive_table(samples: mlp.Params, counts: Sequence[int], x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+def running_predictive_table(model: Model, samples: Params, counts: Sequence[int], x: np.ndarray,
+                             y: np.ndarray) -> pd.DataFrame:
     """Rows (chain, n, accuracy, nll, sample_accuracy, sample_nll): the predictive of the first n kept samples.
 
     ``samples``: the chains pooled chain after chain (leading axis), ``counts`` each chain's
@@ -383,13 +367,14 @@ def running_predictive_table(samples: mlp.Params, counts: Sequence[int], x: np.n
     pooled predictive at n = C k is the mean of the chains' predictives at k). ``sample_*`` is
     the n-th sample alone (the authors' per-sample test accuracy).
     """
-    total = int(np.shape(samples[0]["bias"])[0])
+    model.check(samples, "samples", batch_ndim=1)
+    total = model.num_stacked(samples)
     if sum(int(c) for c in counts) != total:
         raise ValueError(f"counts {list(counts)} do not add up to the {total} samples")
     offsets = np.cumsum([0, *counts[:-1]])
     orders = {str(c): np.arange(offset, offset + count) for c, (offset, count) in enumerate(zip(offsets, counts))}
     orders["pooled"] = interleave_chains(counts)
-    probabilities = metrics.sample_probabilities(samples, x)  # one forward pass per sample serves every order
+    probabilities = metrics.sample_probabilities(model, samples, x)  # one forward pass per sample serves every order
     frames = []
     for chain, order in orders.items():
         running = metrics.running_predictive(probabilities, y, order=order)

@@ -1,10 +1,11 @@
-"""Permutations of hidden units: the number of transpositions, controlled random permutations, permuting MLPs.
+"""Permutations of hidden units: the number of transpositions, controlled random permutations, permuting networks.
 
 Convention (shared by the whole package): a permutation of n hidden units is an int32 array
 ``perm`` of length n, and permuting takes rows, *new unit i = old unit perm[i]*. As a matrix,
 ``P[i, perm[i]] = 1``, so ``P W1 = W1[perm]``, ``P b1 = b1[perm]`` and ``W2 P^-1 = W2[:, perm]``:
-the network's function is unchanged (PAPER.md, idea 1). An MLP with L hidden layers takes a
-list ``perms`` of L permutations, one per hidden layer.
+the network's function is unchanged (PAPER.md, idea 1). A network takes a list ``perms`` with
+one permutation per permutation of its model's spec (``Model.spec``): an MLP with L hidden
+layers takes L, one per hidden layer.
 
 The number of transpositions NoT(P) (PAPER.md, idea 2) is the fewest pair swaps composing to
 P, i.e. ``n - (number of cycles of P)``.
@@ -14,15 +15,13 @@ from __future__ import annotations
 
 import operator
 from functools import partial
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from compactbnn.models import mlp
-from compactbnn.models.base import PermutationSpec
-from compactbnn.models.mlp import check_params, permutation_spec as mlp_permutation_spec  # noqa: F401
+from compactbnn.models.base import Model, Params, PermutationSpec
 
 # ---------------------------------------------------------------------------------------------
 # Permutations as index arrays
@@ -211,70 +210,70 @@ def _check_level(k, n: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# The permutation spec and permuting parameters
+# Permuting parameters by the model's permutation spec
 
 
-def spec_for(params: mlp.Params) -> PermutationSpec:
-    """The MLP spec matching a parameter pytree (list of layer dicts)."""
-    check_params(params)
-    return mlp_permutation_spec(len(params) - 1)
+def check_perms(model: Model, perms, params, name: str = "perms", batch_shape: tuple = ()) -> list:
+    """Check that ``params`` fit ``model`` and ``perms`` has one permutation per permutation of its spec.
 
-
-def check_perms(perms, params, name: str = "perms", batch_shape: tuple = ()) -> list:
-    """Check that ``perms`` has one permutation per hidden layer of ``params`` with matching widths.
-
+    Each permutation p must have ``model.perm_sizes[p]`` entries (an MLP: one per hidden layer).
     ``batch_shape``: leading axes of every permutation (stacked perms for stacked params).
     Concrete values are checked to be permutations; traced ones only by shape.
     """
-    sizes = check_params(params, batch_ndim=len(batch_shape))
-    hidden = sizes[1:-1]
+    model.check(params, batch_ndim=len(batch_shape))
+    sizes = model.perm_sizes
     if not isinstance(perms, (list, tuple)):
-        raise TypeError(f"{name} must be a list with one permutation per hidden layer, got {type(perms).__name__}")
-    if len(perms) != len(hidden):
-        raise ValueError(f"{name} has {len(perms)} permutations but the network has {len(hidden)} hidden layers")
+        raise TypeError(f"{name} must be a list with one permutation per permutation of the model's spec "
+                        f"(an MLP: per hidden layer), got {type(perms).__name__}")
+    if len(perms) != len(sizes):
+        raise ValueError(f"{name} has {len(perms)} permutations but the model's spec has {len(sizes)} "
+                         "(an MLP: one per hidden layer)")
     out = []
-    for layer, (perm, width) in enumerate(zip(perms, hidden)):
+    for p, (perm, width) in enumerate(zip(perms, sizes)):
         expected = tuple(batch_shape) + (width,)
         if np.shape(perm) != expected:
-            raise ValueError(f"{name}[{layer}] has shape {np.shape(perm)}, hidden layer {layer} needs {expected}")
+            raise ValueError(f"{name}[{p}] has shape {np.shape(perm)}, the spec's permutation {p} needs {expected}")
         if isinstance(perm, jax.core.Tracer):
             out.append(perm)
         else:
-            out.append(check_permutation(perm, width, name=f"{name}[{layer}]"))
+            out.append(check_permutation(perm, width, name=f"{name}[{p}]"))
     return out
 
 
-def permute(params: mlp.Params, perms: Sequence, spec: PermutationSpec | None = None) -> mlp.Params:
-    """Permute the hidden units of one network: ``W_l' = P_l W_l P_{l-1}^-1``, ``b_l' = P_l b_l``.
+def permute(model: Model, params: Params, perms: Sequence) -> Params:
+    """Permute the hidden units of one network: an MLP's ``W_l' = P_l W_l P_{l-1}^-1``, ``b_l' = P_l b_l``.
 
-    params: one network (no model axis); perms: one permutation per hidden layer. Pure jnp, so
-    it runs under ``jax.jit`` and ``jax.vmap`` (stacked params with stacked perms; see
-    ``permute_many``). The logits are unchanged. Works on any pytree shaped like the
-    parameters, e.g. a Gaussian posterior's mean and sd (``permute_gaussian``).
+    params: one network of ``model`` (no model axis); perms: one permutation per permutation of
+    ``model.spec``, each taking its (layer, name, axis) triples. Pure jnp, so it runs under
+    ``jax.jit`` and ``jax.vmap`` (stacked params with stacked perms; see ``permute_many``). The
+    logits are unchanged. Works on any pytree shaped like the parameters, e.g. a Gaussian
+    posterior's mean and sd (``permute_gaussian``).
     """
-    perms = check_perms(perms, params)
-    spec = spec_for(params) if spec is None else spec
-    return _apply_spec(params, perms, spec)
+    perms = check_perms(model, perms, params)
+    return _apply_spec(params, perms, model.spec)
 
 
-def permute_many(params: mlp.Params, perms: Sequence) -> mlp.Params:
-    """``permute`` for a stack of networks (leading model axis M), each with its own perms (M, n_l)."""
-    leading = np.shape(params[0]["bias"])[:1] if isinstance(params, (list, tuple)) and params else ()
-    perms = check_perms(perms, params, batch_shape=leading)
-    spec = mlp_permutation_spec(len(params) - 1)
+def permute_many(model: Model, params: Params, perms: Sequence) -> Params:
+    """``permute`` for a stack of networks (leading model axis M), each with its own perms (M, n_p)."""
+    model.check(params, batch_ndim=1)
+    perms = check_perms(model, perms, params, batch_shape=(model.num_stacked(params),))
+    spec = model.spec
     return jax.vmap(lambda p, q: _apply_spec(p, q, spec))(params, [jnp.asarray(q) for q in perms])
 
 
-def permute_gaussian(mu: mlp.Params, sigma: mlp.Params, perms: Sequence) -> tuple[mlp.Params, mlp.Params]:
+def permute_gaussian(model: Model, mu: Params, sigma: Params, perms: Sequence) -> tuple[Params, Params]:
     """Permute a mean-field Gaussian posterior N(mu, diag(sigma^2)): mean and sd move together."""
-    sizes_mu, sizes_sigma = check_params(mu, "mu"), check_params(sigma, "sigma")
-    if sizes_mu != sizes_sigma:
-        raise ValueError(f"mu has layer sizes {sizes_mu} but sigma has {sizes_sigma}")
-    return permute(mu, perms), permute(sigma, perms)
+    model.check(mu, "mu")
+    model.check(sigma, "sigma")
+    return permute(model, mu, perms), permute(model, sigma, perms)
 
 
 def _apply_spec(params, perms, spec: PermutationSpec):
-    out = [dict(layer) for layer in params]
+    # A shallow copy of the top level and of every layer dict: the caller's pytree is left as it is.
+    if isinstance(params, Mapping):
+        out = {layer: dict(values) for layer, values in params.items()}
+    else:
+        out = [dict(values) for values in params]
     for p, axes in enumerate(spec.perm_to_axes):
         for layer, name, axis in axes:
             out[layer][name] = jnp.take(out[layer][name], jnp.asarray(perms[p]), axis=axis)
@@ -282,5 +281,5 @@ def _apply_spec(params, perms, spec: PermutationSpec):
 
 
 def total_transpositions(perms: Sequence) -> int:
-    """NoT of a network's permutations summed over its hidden layers."""
+    """NoT of a network's permutations summed over its hidden layers (the permutations of its spec)."""
     return int(sum(count_transpositions(p) for p in perms))
