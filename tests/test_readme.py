@@ -40,7 +40,7 @@ BLOCKS = {
     "snakemake --profile profiles/slurm": (
         "not run: needs a SLURM cluster and CUDA wheels; tests/test_slurm.py runs the profile where a cluster answers"
     ),
-    "from compactbnn import data, mlp, train, permutation, rebasin, compact, metrics": "run",
+    "from compactbnn.symmetry import permutation, rebasin, compact": "run",
 }
 
 
@@ -161,7 +161,7 @@ def test_follow_a_job_log(smoke_workdir):
 
 @pytest.mark.slow
 def test_library_example_runs(tmp_path):
-    code = block("from compactbnn import data, mlp, train, permutation, rebasin, compact, metrics")
+    code = block("from compactbnn.symmetry import permutation, rebasin, compact")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
