@@ -2,7 +2,8 @@
 
 Every function takes DataFrames (never arrays or networks) and returns a matplotlib figure or
 tables, so a figure can be redrawn from cached data alone. Colours follow the paper: blue for
-initialisation / q_d, green for trained / q_r, purple for the control, black for VI.
+initialisation / q_d, green for trained / q_r, purple for the control, black for VI. Every mark
+is labelled and named in a legend placed outside every axes (``legends``), so none hides a curve.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from compactbnn.paper import printed_numbers  # noqa: E402
+from compactbnn.paper import legends, printed_numbers  # noqa: E402
 
 CURVE_COLOURS = {"init": "tab:blue", "trained": "tab:green", "control": "tab:purple"}
 CURVE_LABELS = {"init": "at initialisation", "trained": "both trained", "control": "trained, aligned by known P"}
@@ -65,7 +66,7 @@ def _not_panel(ax, table: pd.DataFrame, value: str, ylabel: str):
         if part.empty:
             continue
         sns.lineplot(data=part, x="not_init", y=value, errorbar="sd", ax=ax, color=CURVE_COLOURS[curve],
-                     label=CURVE_LABELS[curve])
+                     label=CURVE_LABELS[curve], err_kws={"label": legends.SD_BAND})
     ax.set_xlabel("NoT(P) at initialisation")
     ax.set_ylabel(ylabel)
 
@@ -78,17 +79,16 @@ def figure2(not_experiment: pd.DataFrame, interpolation: pd.DataFrame, barrier: 
     ax_a, ax_b, ax_c = (fig.add_subplot(grid[0, i]) for i in range(3))
     _not_panel(ax_a, not_experiment, "not_measured", "NoT(P') after rebasin")
     top = not_experiment["not_init"].max()
-    ax_a.plot([0, top], [0, top], color="grey", lw=0.8, ls="--", label="y = x")
-    ax_a.legend(fontsize=8)
+    ax_a.plot([0, top], [0, top], color="grey", lw=0.8, ls="--", label="y = x (panel a)")
     ax_a.set_title("(a) NoT is stable under training")
     _not_panel(ax_b, not_experiment, "distance", "$\\|W_0 - W_1\\|^2$")
     ax_b.set_title("(b) squared L2 distance")
-    ax_b.get_legend().remove()
     column = "barrier" if barrier == "max" else "barrier_midpoint"
     where = "max over $\\lambda$" if barrier == "max" else "$\\lambda$ = 0.5"
     _not_panel(ax_c, not_experiment, column, f"loss barrier ({where})")
     ax_c.set_title("(c) loss barrier")
-    ax_c.get_legend().remove()
+    # one legend for (a)-(c), under them: inside (a), another preset's curves could run under it
+    legends.under_figure(fig, legends.named_handles([ax_a, ax_b, ax_c]), ncol=5, where="left")
     table = interpolation[interpolation["split"] == split]
     norm = matplotlib.colors.Normalize(vmin=0, vmax=max(1, table["not_to_w0"].max()))
     axes_d = [fig.add_subplot(grid[0, 3]), fig.add_subplot(grid[0, 4])]
@@ -112,7 +112,7 @@ def figure3(sigma: pd.DataFrame, pruning: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("$\\sigma$")
         ax.set_ylabel("count")
         ax.set_title(titles[method])
-        ax.legend(fontsize=8)
+        legends.below(ax, legends.named_handles([ax]), ncol=2, fontsize=8)
     ax = axes[3]
     for curve, part in pruning.groupby("curve", sort=False):
         label, colour, style = PRUNING_STYLE[curve]
@@ -121,7 +121,7 @@ def figure3(sigma: pd.DataFrame, pruning: pd.DataFrame) -> plt.Figure:
     ax.set_xlabel("parameters retained (%)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Pruning the parameters with the largest $\\sigma$")
-    ax.legend(fontsize=7)
+    legends.beside(ax, legends.named_handles([ax]))  # inside, it covered the curves at the quick preset
     return fig
 
 
@@ -191,7 +191,7 @@ def _not_panel_per_split(ax, table: pd.DataFrame, column: str, ylabel: str):
             if part.empty or f"{column}_{split}" not in part:
                 continue
             sns.lineplot(data=part, x="not_init", y=f"{column}_{split}", errorbar="sd", ax=ax, color=CURVE_COLOURS[curve],
-                         ls=style, label=f"{CURVE_LABELS[curve]}, {split}")
+                         ls=style, label=f"{CURVE_LABELS[curve]}, {split}", err_kws={"label": legends.SD_BAND})
     ax.set_xlabel("NoT(P) at initialisation")
     ax.set_ylabel(ylabel)
 
@@ -212,17 +212,17 @@ def figure_s1(not_experiment: pd.DataFrame, interpolation: pd.DataFrame, barrier
     the trained networks. Bottom (Experiment B): (e, f) error along lambda over epochs before
     and after rebasin; (g) ||W1 - W0|| per layer over epochs; (h) error along lambda at the last epoch.
     """
-    fig, axes = plt.subplots(2, 4, figsize=(22, 9), constrained_layout=True)
+    # taller than the 22 x 9 it was when the legends sat inside the panels, which they now sit under
+    fig, axes = plt.subplots(2, 4, figsize=(22, 10.5), constrained_layout=True)
     midpoint = "" if barrier == "max" else "_midpoint"
     where = "max over $\\lambda$" if barrier == "max" else "$\\lambda$ = 0.5"
     ax = axes[0, 0]
     _not_panel_per_split(ax, not_experiment, f"barrier{midpoint}", f"loss barrier ({where})")
     ax.set_title("(a) loss barrier, train and test")
-    ax.legend(fontsize=7)
     ax = axes[0, 1]
     _not_panel_per_split(ax, not_experiment, f"error_barrier{midpoint}", f"0-1 error barrier ({where})")
     ax.set_title("(b) error barrier, train and test")
-    ax.get_legend().remove()
+    legends.below(axes[0, 0], legends.named_handles(axes[0, :2]))  # the same curves in (a) and (b)
     ax = axes[0, 2]
     layer_colours = dict(zip(_layer_columns(not_experiment, "distance_"), sns.color_palette("colorblind")))
     for curve, style in (("trained", "-"), ("init", ":")):
@@ -231,23 +231,24 @@ def figure_s1(not_experiment: pd.DataFrame, interpolation: pd.DataFrame, barrier
             if not (part[column] > 0).any():  # e.g. the output bias, never permuted: nothing to draw on a log scale
                 continue
             sns.lineplot(data=part, x="not_init", y=column, errorbar="sd", ax=ax, color=colour, ls=style,
-                         label=f"{column.removeprefix('distance_')}, {CURVE_LABELS[curve]}")
+                         label=f"{column.removeprefix('distance_')}, {CURVE_LABELS[curve]}",
+                         err_kws={"label": legends.SD_BAND})
     ax.set_yscale("log")
     ax.set_xlabel("NoT(P) at initialisation")
     ax.set_ylabel("squared distance of the layer's weights")
     ax.set_title("(c) $\\|W_0 - W_1\\|^2$ per weight matrix and bias")
-    ax.legend(fontsize=7)
+    legends.below(ax, legends.named_handles([ax]))
     ax = axes[0, 3]
     trained = not_experiment[not_experiment["curve"] == "trained"]
     for network, colour in (("first", "tab:green"), ("second", "tab:olive")):
         for data_split, style in SPLIT_STYLES.items():
             sns.lineplot(data=trained, x="not_init", y=trained[f"{network}_accuracy_{data_split}"] * 100, errorbar="sd",
-                         ax=ax, color=colour, ls=style,
+                         ax=ax, color=colour, ls=style, err_kws={"label": legends.SD_BAND},
                          label=f"{'$W_0$' if network == 'first' else '$P W_0$ (trained copy)'}, {data_split}")
     ax.set_xlabel("NoT(P) at initialisation")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("(d) the trained networks' final accuracy")
-    ax.legend(fontsize=7)
+    legends.below(ax, legends.named_handles([ax]))
 
     table = interpolation[interpolation["split"] == split].assign(error=lambda t: 1 - t["accuracy"])
     norm = matplotlib.colors.Normalize(vmin=0, vmax=table["error"].max())
@@ -267,7 +268,7 @@ def figure_s1(not_experiment: pd.DataFrame, interpolation: pd.DataFrame, barrier
     ax.set_xlabel("epoch")
     ax.set_ylabel("$\\|W_1 - W_0\\|$")
     ax.set_title("(g) distance of the two networks, before and after rebasin")
-    ax.legend(fontsize=7, ncol=2)
+    legends.below(ax, legends.named_handles([ax]))
     ax = axes[1, 3]
     last = interpolation[interpolation["epoch"] == interpolation["epoch"].max()]
     for (when, data_split), part in last.groupby(["rebasin", "split"]):
@@ -276,14 +277,18 @@ def figure_s1(not_experiment: pd.DataFrame, interpolation: pd.DataFrame, barrier
     ax.set_xlabel("$\\lambda$")
     ax.set_ylabel("error (%)")
     ax.set_title(f"(h) error along $\\lambda$ at epoch {int(last['epoch'].max())}")
-    ax.legend(fontsize=7)
+    legends.below(ax, legends.named_handles([ax]))
     return fig
+
+
+SAMPLE_DOTS = "dots: the n-th sample alone, in its chain's colour"
 
 
 def figure_s2(running: pd.DataFrame) -> plt.Figure:
     """HMC's running predictive: test accuracy and NLL of the first n kept samples, each chain and pooled.
 
-    Faint dots: the n-th sample alone. Pooled: the chains interleaved by kept index.
+    Faint dots: the n-th sample alone. Pooled: the chains interleaved by kept index. One legend
+    under both panels names every chain, the pooled curve and the dots.
     """
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
     chains = [c for c in running["chain"].astype(str).unique() if c != "pooled"]
@@ -295,13 +300,15 @@ def figure_s2(running: pd.DataFrame) -> plt.Figure:
             ax.plot(part["n"], scale * part[metric], color=colour, lw=2 if pooled else 1,
                     label="pooled (interleaved)" if pooled else f"chain {chain}")
             if not pooled:
-                ax.scatter(part["n"], scale * part[f"sample_{metric}"], color=colour, s=4, alpha=0.3)
+                ax.scatter(part["n"], scale * part[f"sample_{metric}"], color=colour, s=4, alpha=0.3,
+                           label=SAMPLE_DOTS)
         ax.set_xlabel("kept samples in the average, n")
         ax.set_ylabel(label)
         ax.set_xscale("log")
-        ax.legend(fontsize=8)
     axes[0].set_title("(a) accuracy of the predictive of the first n samples")
     axes[1].set_title("(b) NLL of the predictive of the first n samples")
+    handles = legends.named_handles(axes, shared=(SAMPLE_DOTS,))
+    legends.under_figure(fig, handles, ncol=min(len(handles), 6))
     return fig
 
 
@@ -316,21 +323,23 @@ def figure4(values: pd.DataFrame, correlations: pd.DataFrame, gridsize: int = 60
     Columns: mu before rebasin (each method in its own basis), mu after (all in one reference's
     basis), then sigma before and after; before and after share their axes. Each panel is a hexbin
     of all weights with log counts and the line y = x, titled with the Pearson (r) and Spearman
-    (rho) correlations from ``correlations`` (``weight_space.weight_space_correlations``).
+    (rho) correlations from ``correlations`` (``weight_space.weight_space_correlations``). Every
+    panel bins the same weights, so all share one colour scale, named by the colour bar.
     """
     pairs = list(correlations[["method_a", "method_b"]].drop_duplicates().itertuples(index=False, name=None))
     columns = [(quantity, alignment) for quantity in ("mu", "sigma") for alignment in ("before", "after")]
     fig, axes = plt.subplots(len(pairs), len(columns), figsize=(3.6 * len(columns), 3.3 * len(pairs)),
                              constrained_layout=True, squeeze=False)
+    hexbins = []
     for row, (a, b) in enumerate(pairs):
         for column, (quantity, alignment) in enumerate(columns):
             ax = axes[row, column]
             both = values[[f"{quantity}_{a}", f"{quantity}_{b}"]].to_numpy()
             low, high = float(both.min()), float(both.max())  # one range for before and after
             part = values[values["alignment"] == alignment]
-            ax.hexbin(part[f"{quantity}_{a}"], part[f"{quantity}_{b}"], gridsize=gridsize, bins="log", mincnt=1,
-                      cmap="viridis", linewidths=0, extent=(low, high, low, high))
-            ax.plot([low, high], [low, high], color="tab:red", lw=0.7, ls=":")
+            hexbins.append(ax.hexbin(part[f"{quantity}_{a}"], part[f"{quantity}_{b}"], gridsize=gridsize, bins="log",
+                                     mincnt=1, cmap="viridis", linewidths=0, extent=(low, high, low, high)))
+            ax.plot([low, high], [low, high], color="tab:red", lw=0.7, ls=":", label="y = x")
             ax.set_xlim(low, high)
             ax.set_ylim(low, high)
             stats = correlations[(correlations["quantity"] == quantity) & (correlations["alignment"] == alignment)
@@ -341,6 +350,11 @@ def figure4(values: pd.DataFrame, correlations: pd.DataFrame, gridsize: int = 60
             ax.set_title(f"${symbol}$ {alignment} rebasin\nr = {stats['pearson']:.2f}, "
                          f"$\\rho$ = {stats['spearman']:.2f}", fontsize=10,
                          fontweight="bold" if alignment == "after" else "normal")
+    norm = matplotlib.colors.LogNorm(vmin=1, vmax=max(float(h.get_array().max()) for h in hexbins))
+    for hexbin in hexbins:
+        hexbin.set_norm(norm)
+    fig.colorbar(hexbins[0], ax=axes, label="weights per hexagon", shrink=0.6)
+    legends.under_figure(fig, legends.named_handles(axes.flat), ncol=1)
     fig.suptitle("One weight space for HMC, the deep ensemble and VI: every weight's $\\mu$ and $\\sigma$, "
                  "before and after rebasin")
     return fig
