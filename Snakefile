@@ -12,6 +12,16 @@ min_version("9.0")
 # Snakemake env; src/ on the path, so that it runs this repository's code whether or not compactbnn is installed.
 sys.path.insert(0, f"{workflow.basedir}/src")
 from compactbnn.config import checks as config_checks
+from compactbnn.config import interpreter
+
+# Snakemake runs every script: job as the shell command `<sys.executable> <script>` without quoting the
+# interpreter (snakemake/snakemake#2645): from a checkout or venv under a path with a space, ' or &, each
+# job would fail with exit status 127 and no reason. Give it the same Python by a link of a safe name
+# (compactbnn.config.interpreter), or stop here, in one line naming the path, if none can be made.
+try:
+    sys.executable = interpreter.shell_safe_python(sys.executable)
+except interpreter.PathError as error:
+    sys.exit(str(error))
 
 # A bad config stops here, before any job, with one first line naming the key (or the file).
 try:

@@ -1,0 +1,164 @@
+"""The workflow runs wherever a user puts it: a checkout, venv and data root under a path with a space, ', &, é.
+
+Snakemake's script: directive writes the interpreter's path unquoted into a shell command
+(snakemake/snakemake#2645); the Snakefile gives it the same Python by a link of a safe name
+(compactbnn.config.interpreter), or refuses in one line where no such link can be made.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow
+from compactbnn.config import interpreter
+
+# every character the issue names: a space, a single quote, &, a non-ASCII letter
+SPECIAL = "a b'c&d é"
+
+
+def make_venv(folder: Path, *paths: str) -> Path:
+    """A virtual environment at ``folder`` whose Python sees ``paths`` first, then this test's packages.
+
+    Cheap instead of a full install (scripts/setup.sh takes minutes): a .pth file puts ``paths``
+    (a checkout's src/) on sys.path and adds this environment's site-packages as a site directory,
+    so its own .pth files (the editable install of compactbnn, after the copy's src/) apply too.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    lines = [*paths, f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})"]
+    (Path(purelib) / "compactbnn_test_paths.pth").write_text("\n".join(lines) + "\n")
+    return python
+
+
+@pytest.fixture(scope="module")
+def special_venv(tmp_path_factory) -> Path:
+    """The Python of a venv under a directory named ``a b'c&d é``."""
+    return make_venv(tmp_path_factory.mktemp("venv") / SPECIAL / ".venv")
+
+
+def test_a_shell_safe_path_is_kept(tmp_path):
+    assert interpreter.shell_safe_python("/usr/bin/python3", folders=[tmp_path]) == "/usr/bin/python3"
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_venv_under_a_special_path_runs_by_its_link_with_its_packages(special_venv, tmp_path):
+    python = interpreter.shell_safe_python(str(special_venv), folders=[tmp_path / "links"])
+    assert interpreter.shell_safe(python) and Path(python).samefile(special_venv)
+    # as Snakemake runs a script: unquoted, through bash; the venv is recognised (its pyvenv.cfg found
+    # next to the link) and sees its packages
+    shown = subprocess.run(["bash", "-c", f"{python} -c 'import sys, snakemake; print(sys.prefix != sys.base_prefix)'"],
+                           capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stdout.strip() == "True", shown.stderr
+    # unquoted, the original path is what upstream issue 2645 is about: bash cannot run it
+    assert subprocess.run(["bash", "-c", f"{special_venv} -c pass"], capture_output=True).returncode != 0
+    # a second run reuses the link
+    assert interpreter.shell_safe_python(str(special_venv), folders=[tmp_path / "links"]) == python
+    assert len(list((tmp_path / "links").iterdir())) == 1
+
+
+def test_a_link_to_another_environment_is_replaced(special_venv, tmp_path):
+    python = Path(interpreter.shell_safe_python(str(special_venv), folders=[tmp_path]))
+    link = python.parent.parent
+    link.unlink()
+    link.symlink_to(tmp_path)  # what a link of a deleted and elsewhere recreated environment might be
+    assert interpreter.shell_safe_python(str(special_venv), folders=[tmp_path]) == str(python)
+    assert python.samefile(special_venv)
+
+
+def test_no_safe_folder_for_the_link_is_refused_in_one_line_naming_path_character_and_issue(special_venv, tmp_path):
+    unsafe = tmp_path / "cache dir"
+    not_own = tmp_path / "link"
+    not_own.symlink_to(tmp_path)  # a folder that is a symbolic link is refused: someone else may control it
+    with pytest.raises(interpreter.PathError) as refused:
+        interpreter.shell_safe_python(str(special_venv), folders=[unsafe, not_own])
+    message = str(refused.value)
+    assert "\n" not in message
+    assert str(special_venv) in message and "' '" in message and "issues/2645" in message
+    assert f"{unsafe} has ' ' too" in message and "not a folder of this user's own" in message
+    assert not unsafe.exists()
+
+
+def test_an_interpreter_whose_own_folder_is_unsafe_is_refused(tmp_path):
+    """The link replaces the environment's path only: <env>/b in/python would stay unsafe through it."""
+    python = tmp_path / "env" / SPECIAL / "python"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(sys.executable)
+    with pytest.raises(interpreter.PathError, match="is not a shell-safe name of"):
+        interpreter.shell_safe_python(str(python), folders=[tmp_path / "links"])
+
+
+def test_every_shell_command_quotes_what_comes_from_a_path_or_the_config():
+    """Each {placeholder} of a shell: command is quoted by :q, or is a param the rule file quoted itself."""
+    prequoted = {"params.python", "params.arguments"}  # common.smk's notebook_python, notebooks.smk's arguments
+    commands, directives = [], 0
+    for rules in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        text = rules.read_text()
+        directives += len(re.findall(r"^\s+shell:", text, re.M))
+        for match in re.finditer(r"^\s+shell:\s*\n((?:\s+\"[^\n]*\"\n)+)", text, re.M):
+            commands.append((rules.name, "".join(re.findall(r'"([^"\n]*)"', match.group(1)))))
+    # every shell: directive is read here (one string literal a line); one written otherwise fails, not passes
+    assert commands and len(commands) == directives, f"read {len(commands)} of {directives} shell: commands"
+    for name, command in commands:
+        for field in re.findall(r"(?<!\{)\{([^{}]+)\}(?!\})", command):
+            assert field.endswith(":q") or field in prequoted, f"{name}: {{{field}}} in {command!r} is not quoted"
+    # nor a run: directive (Python in the Snakefile; snakemake issues 2981 and 3211 are about run: jobs)
+    for rules in [REPO / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]:
+        assert not re.search(r"^\s+run:", rules.read_text(), re.M), f"{rules.name} has a run: directive"
+
+
+def special_checkout(root: Path) -> tuple[Path, Path]:
+    """A copy of this working tree at ``root/a b'c&d é/compactbnn`` and the Python of its own .venv."""
+    checkout = copy_workflow(root / SPECIAL / "compactbnn")
+    return checkout, make_venv(checkout / ".venv", str(checkout / "src"))
+
+
+@pytest.mark.slow
+def test_smoke_preset_runs_from_a_checkout_venv_and_data_root_under_a_special_path(tmp_path):
+    checkout, python = special_checkout(tmp_path)
+    data_root = tmp_path / SPECIAL / "data & more"
+    config = tmp_path / SPECIAL / "paths.yaml"
+    config.write_text(yaml.safe_dump({"name": "paths", "data": {"root": str(data_root)}}, allow_unicode=True))
+    cache = tmp_path / "cache"
+    started = time.monotonic()
+    result = subprocess.run([str(python), "-m", "snakemake", "--cores", "2", "--configfile", "presets/smoke.yaml",
+                             str(config)], cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=1800, env={**_environment(), "XDG_CACHE_HOME": str(cache)})
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout[-6000:]
+    results = checkout / "results" / "paths"
+    assert (results / "claims.json").stat().st_size > 0
+    for figure in ("figure1", "figure2", "figure3", "figure4", "figure_s1", "figure_s2"):
+        assert (results / "figures" / f"{figure}.pdf").exists() and (results / "figures" / f"{figure}.png").exists()
+    # the jobs ran through the link, not through the path bash cannot take
+    [link] = (cache / "compactbnn" / "python").iterdir()
+    assert link.resolve() == (checkout / ".venv").resolve()
+    print(f"smoke preset from {checkout}: {elapsed:.0f} s")
+
+
+def test_no_shell_safe_link_refuses_before_any_job_in_one_line(tmp_path):
+    checkout, python = special_checkout(tmp_path)
+    unsafe = tmp_path / "no place & here"
+    unsafe.mkdir()
+    environment = {**_environment(), "XDG_CACHE_HOME": str(unsafe / "cache"), "TMPDIR": str(unsafe)}
+    result = subprocess.run([str(python), "-m", "snakemake", "-n", "--cores", "1", "--configfile",
+                             "presets/smoke.yaml"], cwd=checkout, capture_output=True, text=True, env=environment,
+                            timeout=300)
+    assert result.returncode == 1
+    [line] = [line for line in result.stderr.splitlines() if "issues/2645" in line]
+    assert str(python) in line and "' '" in line
+    assert not (checkout / "results").exists()
+
+
+def _environment() -> dict:
+    """This process's environment without the variables that would pick another venv or package path."""
+    return {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+
