@@ -59,8 +59,8 @@ class NotebookJob:
     def arguments(self, name):
         """The notebook's papermill parameters (-p key value), every value quoted: paths and config values may hold spaces.
 
-        Formatted here, when the rule is made, not in its shell command: Snakemake formats a rule's
-        shell command when the job runs, when a loop variable would name the last notebook's job.
+        Formatted here, as each notebook's job is defined, and not in the shell command, which Snakemake
+        formats only when the job runs, when the loop variable of figures.smk names the last notebook.
         """
         given = {
             key: f"{R}/data/{value.name}" if isinstance(value, Table) else value
