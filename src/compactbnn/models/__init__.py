@@ -1,8 +1,11 @@
 """Networks as data the rest of the library reads (``Model``: init, apply, hidden activations,
-parameter order, permutation spec), and the models the library ships: the MLP (``mlp.MLP``)."""
+parameter order, permutation spec), and the models the library ships: the MLP (``mlp.MLP``), a plain
+CNN (``cnn.CNN``) and a residual network without batch norm (``resnet.ResNet``)."""
 
 from compactbnn.models import mlp
 from compactbnn.models.base import Model, Params, PermutationSpec
+from compactbnn.models.cnn import CNN
 from compactbnn.models.mlp import MLP
+from compactbnn.models.resnet import ResNet
 
-__all__ = ["Model", "Params", "PermutationSpec", "MLP", "mlp"]
+__all__ = ["Model", "Params", "PermutationSpec", "MLP", "CNN", "ResNet", "mlp"]

@@ -9,7 +9,9 @@ permutation spec) and needs no change anywhere else.
 Parameters are a pytree whose top level is a sequence (or mapping) of layers, each a dict of named
 arrays; a *stack* of networks has one leading model axis on every leaf. The permutation spec
 (Git Re-Basin's design, as data) names, for each permutation, the ``(layer, parameter name,
-axis)`` triples it acts on; layers joined by a skip connection share one permutation.
+axis)`` triples it acts on; layers joined by a skip connection share one permutation. A fourth
+entry, a block size, says the axis holds each unit's values as a contiguous block: a convolution's
+channels flattened in PyTorch's (C, H, W) order reach the first dense layer as H*W columns each.
 """
 
 from __future__ import annotations
@@ -32,11 +34,26 @@ class PermutationSpec:
     ``perm_to_axes[p]`` lists the ``(layer, parameter name, axis)`` triples that permutation p
     acts on, axes counted in one model's (unstacked) parameter. For an MLP, hidden layer l's
     permutation takes the rows of ``params[l]["weight"]`` and ``params[l]["bias"]`` and the
-    columns of ``params[l + 1]["weight"]``. Frozen and hashable, so it can be a static argument
-    of jitted functions.
+    columns of ``params[l + 1]["weight"]``. An entry may carry a fourth element, a block size b:
+    the axis then holds n_p blocks of b consecutive entries, and the permutation moves whole
+    blocks (a CNN's first dense weight after flattening (C, H', W'): b = H' * W'). Frozen and
+    hashable, so it can be a static argument of jitted functions.
     """
 
-    perm_to_axes: tuple[tuple[tuple[Hashable, str, int], ...], ...]
+    perm_to_axes: tuple[tuple[tuple, ...], ...]
+
+    def __post_init__(self):
+        seen = set()
+        for p, axes in enumerate(self.perm_to_axes):
+            for entry in axes:
+                if not isinstance(entry, tuple) or len(entry) not in (3, 4):
+                    raise ValueError(f"permutation {p}: each entry must be (layer, name, axis) or "
+                                     f"(layer, name, axis, block), got {entry!r}")
+                if len(entry) == 4 and (not isinstance(entry[3], int) or entry[3] < 1):
+                    raise ValueError(f"permutation {p}: the block size of {entry!r} must be a positive integer")
+                if entry[:3] in seen:
+                    raise ValueError(f"permutation {p}: {entry[:3]!r} is already taken by another entry of the spec")
+                seen.add(entry[:3])
 
     @property
     def num_perms(self) -> int:
@@ -47,9 +64,32 @@ class PermutationSpec:
         """``{(layer, name): {axis: permutation index}}``: the inverse view of ``perm_to_axes``."""
         table: dict[tuple[Hashable, str], dict[int, int]] = {}
         for p, axes in enumerate(self.perm_to_axes):
-            for layer, name, axis in axes:
+            for layer, name, axis, *_ in axes:
                 table.setdefault((layer, name), {})[axis] = p
         return table
+
+    @cached_property
+    def blocks(self) -> dict[tuple[Hashable, str, int], int]:
+        """``{(layer, name, axis): block size}`` of the entries that have one (the rest move single entries)."""
+        return {entry[:3]: entry[3] for axes in self.perm_to_axes for entry in axes if len(entry) == 4}
+
+    def take(self, array: jax.Array, perm: jax.Array, layer: Hashable, name: str, axis: int) -> jax.Array:
+        """``array`` (one model's parameter ``(layer, name)``) with its ``axis`` permuted by ``perm``, block-wise where the spec says so."""
+        block = self.blocks.get((layer, name, axis), 1)
+        if block == 1:
+            return jnp.take(array, perm, axis=axis)
+        shape = array.shape
+        split = array.reshape(shape[:axis] + (shape[axis] // block, block) + shape[axis + 1:])
+        return jnp.take(split, perm, axis=axis).reshape(shape)
+
+    def units_first(self, array: jax.Array, layer: Hashable, name: str, axis: int) -> jax.Array:
+        """(n_p, rest): ``array``'s values grouped by the unit of ``axis`` they belong to, unit first (weight matching's rows)."""
+        block = self.blocks.get((layer, name, axis), 1)
+        if block != 1:
+            shape = array.shape
+            array = array.reshape(shape[:axis] + (shape[axis] // block, block) + shape[axis + 1:])
+        moved = jnp.moveaxis(array, axis, 0)
+        return moved.reshape(moved.shape[0], -1)
 
 
 class Model(abc.ABC):

@@ -275,8 +275,9 @@ def _apply_spec(params, perms, spec: PermutationSpec):
     else:
         out = [dict(values) for values in params]
     for p, axes in enumerate(spec.perm_to_axes):
-        for layer, name, axis in axes:
-            out[layer][name] = jnp.take(out[layer][name], jnp.asarray(perms[p]), axis=axis)
+        for layer, name, axis, *_ in axes:
+            # block-wise where the spec gives a block size (a CNN's flattened channels), else jnp.take
+            out[layer][name] = spec.take(out[layer][name], jnp.asarray(perms[p]), layer, name, axis)
     return out
 
 

@@ -3,7 +3,8 @@
 - Weight similarity (Git Re-Basin's weight matching), written against the model's permutation
   spec: for permutation p, entry (i, j) sums, over every (layer, name, axis) triple p acts on,
   the products of the reference's parameter and the candidate's (its other axes permuted by the
-  other permutations), each with p's axis moved first and the rest flattened. For an MLP these
+  other permutations), each with p's axis moved first and the rest flattened (an entry with a
+  block size keeps each unit's block with it: a CNN's flattened channels). For an MLP these
   are a hidden unit's incoming weights, its bias and its outgoing weights.
 - The authors' ``cosine_first_layer``: the cosine of the weights each permutation takes first
   in its spec (an MLP's incoming weight rows), no bias, no outgoing weights.
@@ -46,7 +47,7 @@ def check_cosine_model(model: Model, params_ref, batch_ndim: int) -> None:
     is exact.
     """
     for p, axes in enumerate(model.spec.perm_to_axes):
-        layer, name, axis = axes[0]
+        layer, name, axis = axes[0][:3]
         ndim = np.ndim(params_ref[layer][name]) - batch_ndim
         others = [q for a, q in model.spec.axes_to_perm[(layer, name)].items() if a != axis]
         if ndim != 2 or axis != 0 or any(q > p for q in others):
@@ -71,22 +72,22 @@ def layer_similarity(params_ref, params, perms, *, spec: PermutationSpec, perm: 
         w = params[layer][name]
         for other_axis, p in spec.axes_to_perm[(layer, name)].items():
             if other_axis != axis:
-                w = jnp.take(w, perms[p], axis=other_axis)
+                w = spec.take(w, perms[p], layer, name, other_axis)
         return w
 
     if similarity == "cosine_first_layer":
-        layer, name, axis = spec.perm_to_axes[perm][0]  # 2-D, axis 0: check_cosine_model
+        layer, name, axis = spec.perm_to_axes[perm][0][:3]  # 2-D, axis 0: check_cosine_model
         w_ref = params_ref[layer][name]
         w = permuted_except(layer, name, axis)
         w_ref = w_ref / jnp.maximum(jnp.linalg.norm(w_ref, axis=1, keepdims=True), 1e-12)
         w = w / jnp.maximum(jnp.linalg.norm(w, axis=1, keepdims=True), 1e-12)
         return w_ref @ w.T
     total = 0.0
-    for layer, name, axis in spec.perm_to_axes[perm]:
-        w_ref = jnp.moveaxis(params_ref[layer][name], axis, 0)
-        w = jnp.moveaxis(permuted_except(layer, name, axis), axis, 0)
-        n = w.shape[0]
-        total = total + w_ref.reshape(n, -1) @ w.reshape(n, -1).T
+    for layer, name, axis, *_ in spec.perm_to_axes[perm]:
+        # (n, rest) with p's units as rows; a block-sized entry (flattened channels) groups each unit's block
+        w_ref = spec.units_first(params_ref[layer][name], layer, name, axis)
+        w = spec.units_first(permuted_except(layer, name, axis), layer, name, axis)
+        total = total + w_ref @ w.T
     return total
 
 
