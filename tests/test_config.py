@@ -60,6 +60,7 @@ def test_experiment_b(config):
     section = config["interpolation"]
     assert section["seed"] == 12  # (code)
     assert section["lambdas"] == 11
+    assert section["match_size"] is None  # (code) MNIST_net_matching.py matches on all 60,000 training images
     grid = experiments.lambda_grid(section["lambdas"])
     np.testing.assert_allclose(grid, np.arange(11) / 10, atol=1e-15)
 
@@ -107,8 +108,10 @@ def test_vi(config):
 
 def test_compact_representation(config):
     section = config["posterior"]["compact"]
-    assert section["q_samples"] == 100
+    assert section["q_samples"] == 200  # (code) MNIST_eval_pruning.py, the only script with every q column of Table 1
+    assert section["low_rank_q_samples"] == 100  # (code) MNIST_eval.py's low-rank Gaussian
     assert section["reference"] == "first"  # (code) the first kept HMC sample
+    assert section["sigma_reference"] == "unaligned_mean"  # (code) MNIST_eval_pairplot.py's rb2mean, Figure 3 left
     assert section["retained_percents"] == [100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 5, 1]
 
 

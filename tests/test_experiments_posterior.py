@@ -138,6 +138,24 @@ def test_posterior_table_low_rank_row(posterior):
         metrics.accuracy(metrics.network_probabilities(MODEL, low_rank.mean, posterior["x"]), posterior["y"]))
 
 
+def test_posterior_table_low_rank_draws_apart_from_the_qs(posterior):
+    """num_low_rank_samples sets the low-rank row's draws alone (the authors: 100 there, 200 for the q's)."""
+    low_rank = compact.low_rank_gaussian(MODEL, posterior["ensemble"])
+    args = (posterior["hmc"], posterior["ensemble"], posterior["gaussians"], posterior["x"], posterior["y"])
+    same = experiments.posterior_table(MODEL, jax.random.key(40), *args, num_q_samples=8, low_rank=low_rank)
+    fewer = experiments.posterior_table(MODEL, jax.random.key(40), *args, num_q_samples=8, low_rank=low_rank,
+                                        num_low_rank_samples=3)
+    pd.testing.assert_frame_equal(fewer.iloc[:-1], same.iloc[:-1])
+    draws = compact.sample_low_rank(MODEL, jax.random.fold_in(jax.random.key(40), len(experiments.TABLE1_ROWS)), low_rank, 3)
+    predictive = metrics.predictive(MODEL, draws, posterior["x"])
+    reference = metrics.predictive(MODEL, posterior["hmc"], posterior["x"])
+    assert fewer.iloc[-1]["tv"] == pytest.approx(metrics.total_variation(predictive, reference))
+    assert fewer.iloc[-1]["tv"] != pytest.approx(same.iloc[-1]["tv"])
+    explicit = experiments.posterior_table(MODEL, jax.random.key(40), *args, num_q_samples=8, low_rank=low_rank,
+                                           num_low_rank_samples=8)
+    pd.testing.assert_frame_equal(explicit, same)
+
+
 def test_pruning_table(posterior):
     gaussians, x, y = posterior["gaussians"], posterior["x"], posterior["y"]
     retained = [100, 50, 10]

@@ -10,12 +10,14 @@ rule compact:
         ensemble=f"{R}/ensemble/members.npz",
         vi=f"{R}/vi/posterior.npz",
     output:
+        **sigma_reference_file(),
         hmc_direct=f"{R}/compact/hmc_q_d.npz",
         hmc_rebasin=f"{R}/compact/hmc_q_r.npz",
         ensemble_direct=f"{R}/compact/ensemble_q_d.npz",
         ensemble_rebasin=f"{R}/compact/ensemble_q_r.npz",
         vi=f"{R}/compact/vi_q.npz",
         rhat=f"{R}/compact/rhat.json",
+        # Figure 3 left's HMC q_r under sigma_reference, when it differs from reference
     log:
         f"{R}/logs/compact.log",
     benchmark:
@@ -42,7 +44,8 @@ rule compact:
             "ensemble_alignment",
             "vi_activation_draws",
             "seed",
-        ),
+        )
+        | sigma_reference_params(),
         matmul_precision=config["matmul_precision"],
     script:
         "../scripts/compact.py"
@@ -52,6 +55,7 @@ rule posterior_metrics:
     """Table 1 (agreement, total variation, accuracies; NLL and ECE too), every sigma of Figure 3 (and histograms for the claims), the pruning curves."""
     input:
         data_inputs(),
+        **sigma_reference_file(),
         hmc_q_d=rules.compact.output.hmc_direct,
         hmc_q_r=rules.compact.output.hmc_rebasin,
         ensemble_q_d=rules.compact.output.ensemble_direct,
@@ -97,7 +101,8 @@ rule posterior_metrics:
             "seed",
             "q_samples",
             "retained_percents",
-        ),
+        )
+        | low_rank_draws_params(),
         # sigma.csv's bins (for the claims) are fractions of the prior sd; the figure's bins are its own
         prior_sd=config["posterior"]["prior_sd"],
         matmul_precision=config["matmul_precision"],

@@ -30,7 +30,7 @@ from compactbnn.symmetry import gaussian
 DATA_BATCH_SIZE = 1000
 SAMPLE_BATCH_SIZE = 100
 NLL_FLOOR = 1e-12  # probabilities are floored here in ``nll`` so a float32 underflow to 0 gives 27.6, not inf
-PAPER_NUM_Q_SAMPLES = 100  # PAPER.md: predictives of q use 100 Monte Carlo samples
+PAPER_NUM_Q_SAMPLES = 100  # PAPER.md: "predictives of q use 100 Monte Carlo samples" (its Table 1 q columns used 200: config.yaml)
 
 
 # ----------------------------------------------------------------------------- predictives
