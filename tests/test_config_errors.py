@@ -119,6 +119,29 @@ BAD_CONFIGS = [
     ({"not_experiment.lambdas": 4, "figures.barrier": "midpoint"}, "not_experiment.lambdas"),
     ({"posterior.ensemble.training.prior_sd": 2.0}, "posterior.ensemble.training.prior_sd"),
     ({"claims.skip": ["no_such_claim"]}, "claims.skip"),
+    # model.kind and each kind's own keys (issue 18): config.yaml's hidden: [512] must be set to null for another kind
+    ({"model.kind": "transformer"}, "model.kind"),
+    ({"model.kind": "CNN"}, "model.kind"),
+    ({"model.hidden": None}, "model.hidden"),  # kind mlp (absent) needs its widths
+    ({"model.kind": "cnn"}, "model.hidden"),  # config.yaml's hidden left over
+    ({"model.kind": "cnn", "model.hidden": None}, "model.channels"),
+    ({"model.kind": "cnn", "model.hidden": None, "model.channels": [8]}, "model.dense"),
+    ({"model.channels": [8], "model.dense": []}, "model.channels"),  # a CNN key on an MLP
+    ({"model.kind": "cnn", "model.hidden": None, "model.channels": [1], "model.dense": []}, "model.channels[0]"),
+    ({"model.kind": "cnn", "model.hidden": None, "model.channels": [], "model.dense": []}, "model.channels"),
+    ({"model.kind": "cnn", "model.hidden": None, "model.channels": [8, 8.0], "model.dense": []}, "model.channels[1]"),
+    ({"model.kind": "cnn", "model.hidden": None, "model.channels": 8, "model.dense": []}, "model.channels"),
+    ({"model.kind": "cnn", "model.hidden": None, "model.channels": [4, 4, 4, 4], "model.dense": []}, "model.channels"),
+    ({"model.kind": "cnn", "model.hidden": None, "model.channels": [8, 4], "model.dense": [16]}, "not_experiment.levels"),
+    ({"model.kind": "cnn", "model.hidden": None, "model.channels": [8], "model.dense": [16], "model.width": 8},
+     "model.width"),
+    ({"model.kind": "resnet", "model.hidden": None, "model.width": 8}, "model.blocks"),
+    ({"model.kind": "resnet", "model.hidden": None, "model.width": 8, "model.blocks": 0}, "model.blocks"),
+    ({"model.kind": "resnet", "model.hidden": None, "model.width": 8.0, "model.blocks": 1}, "model.width"),
+    ({"model.kind": "resnet", "model.hidden": None, "model.width": 4, "model.blocks": 1}, "not_experiment.levels"),
+    ({"model.kind": "resnet", "model.hidden": None, "model.width": 8, "model.blocks": 1, "model.dense": [4]},
+     "model.dense"),
+    ({"model.kind": "resnet", "model.hidden": [32], "model.width": 8, "model.blocks": 1}, "model.hidden"),
 ]
 
 
@@ -161,7 +184,7 @@ def test_several_problems_are_listed_after_the_first_line():
     assert len(lines) < 10 and sum("config key" in line for line in lines) == 2, lines
 
 
-@pytest.mark.parametrize("preset", [None, "quick", "smoke"])
+@pytest.mark.parametrize("preset", [None, "quick", "smoke", "cnn"])
 def test_every_preset_passes_and_gets_the_defaults(preset):
     cfg = checks.read_config_file(REPO / "config.yaml")
     if preset:
@@ -261,6 +284,58 @@ def test_constants_without_numpy_equal_the_library():
     smoke = check_config(copy.deepcopy(SMOKE), SCHEMA)
     model = MLP(tuple(shapes.widths(smoke)))
     assert (model.num_features, model.num_classes) == (digits["x_train"].shape[1], len(set(digits["y_train"].tolist())))
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist"])
+@pytest.mark.parametrize("model_cfg", [
+    {"hidden": [32]}, {"kind": "mlp", "hidden": [64, 16]},
+    {"kind": "cnn", "hidden": None, "channels": [8], "dense": []},
+    {"kind": "cnn", "hidden": None, "channels": [8, 16], "dense": [32]},
+    {"kind": "cnn", "hidden": None, "channels": [4, 6, 5], "dense": [7, 3]},
+    {"kind": "resnet", "hidden": None, "width": 8, "blocks": 2},
+])
+def test_shapes_describe_the_network_the_workflow_builds(dataset, model_cfg):
+    """compactbnn.config.shapes (standard library, for the config check, cost model and memory) and the
+    Model that workflow/scripts/common.py builds agree on permutation widths and parameter count, per kind."""
+    import importlib.util
+    import sys
+
+    cfg = copy.deepcopy(SMOKE)
+    cfg["data"]["dataset"] = dataset
+    cfg["model"] = dict(model_cfg)
+    cfg["not_experiment"]["levels"] = 2
+    check_config(cfg, SCHEMA)
+    sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+    try:
+        spec = importlib.util.spec_from_file_location("workflow_common", REPO / "workflow" / "scripts" / "common.py")
+        common = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(common)
+    finally:
+        sys.path.remove(str(REPO / "workflow" / "scripts"))
+    model = common.model(cfg["data"], cfg["model"])
+    assert type(model).__name__.lower() == shapes.kind(cfg["model"])
+    assert list(model.perm_sizes) == shapes.perm_widths(cfg)
+    assert model.num_params == shapes.model_params(cfg)
+    assert model.num_features == NUM_FEATURES[dataset]
+    assert shapes.work_per_example(cfg) >= model.num_params
+    levels = shapes.not_levels_per_group(model.perm_sizes, 2)
+    assert [group[-1] for group in levels] == [n - 1 for n in model.perm_sizes]
+
+
+def test_not_levels_per_group_span_every_group_and_refuse_too_many():
+    assert shapes.not_levels_per_group([512], 50) == [shapes.not_levels(512, 50)]  # the paper's levels
+    assert shapes.not_levels_per_group([8, 16, 32], 4) == [(1, 3, 5, 7), (1, 5, 10, 15), (1, 11, 21, 31)]
+    with pytest.raises(ValueError, match="group of 4 units has only 3 distinct NoT levels"):
+        shapes.not_levels_per_group([16, 4], 5)
+
+
+def test_cnn_work_counts_each_weight_once_per_position():
+    cfg = copy.deepcopy(SMOKE)
+    cfg["model"] = {"kind": "cnn", "hidden": None, "channels": [8], "dense": []}
+    # digits 1x8x8: conv 1->8 (80 parameters) at 64 positions, then 8 * 4 * 4 -> 10 (1,290)
+    assert shapes.model_params(cfg) == 80 + 1290
+    assert shapes.work_per_example(cfg) == 80 * 64 + 1290
+    assert shapes.work_per_example(SMOKE) == shapes.model_params(SMOKE) == shapes.num_params([64, 32, 10])
 
 
 def test_results_path_blocked_by_a_file_is_refused_in_one_line(tmp_path):

@@ -41,6 +41,7 @@ BLOCKS = {
         "not run: needs a SLURM cluster and CUDA wheels; tests/test_slurm.py runs the profile where a cluster answers"
     ),
     "from compactbnn.symmetry import permutation, rebasin, compact": "run",
+    "class ResidualMLP(LayerListModel)": "run",
 }
 
 
@@ -166,3 +167,12 @@ def test_library_example_runs(tmp_path):
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["100", "(359,", "10)"], result.stdout
+
+
+def test_own_network_example_runs(tmp_path):
+    """'Beyond the MLP': a network the library does not ship, in a few lines: permuting it keeps the
+    function, and activation matching finds the permutation back."""
+    code = block("class ResidualMLP(LayerListModel)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["True", "10"], result.stdout

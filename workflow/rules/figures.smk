@@ -7,6 +7,7 @@
 # The plotting code behind every notebook: inputs, so that an edit reruns the figures.
 FIGURE_CODE = [
     "src/compactbnn/paper/figures.py",
+    "src/compactbnn/paper/legends.py",
     "src/compactbnn/paper/printed_numbers.py",
 ]
 
@@ -76,7 +77,7 @@ rule claims:
         claims=config["claims"],
         barrier=config["figures"]["barrier"],
         split=config["figures"]["loss_split"],
-        hidden=config["model"]["hidden"],
+        perm_widths=perm_widths(config),
         prior_sd=config["posterior"]["prior_sd"],
     script:
         "../scripts/claims.py"

@@ -18,7 +18,7 @@ tables = {name: pd.read_csv(sm.input[name]) for name in ("not_experiment", "inte
 weight_space = sm.input.get("weight_space")
 checked = [
     *claims.not_experiment_claims(tables["not_experiment"], thresholds, sm.params.barrier, skip),
-    *claims.interpolation_claims(tables["interpolation"], thresholds, sm.params.hidden, sm.params.split, skip),
+    *claims.interpolation_claims(tables["interpolation"], thresholds, sm.params.perm_widths, sm.params.split, skip),
     *claims.posterior_claims(tables["metrics"], tables["sigma"], tables["pruning"], thresholds, sm.params.prior_sd, skip),
     *claims.rhat_claims(rhat, skip),
     *claims.weight_space_claims(pd.read_csv(weight_space) if weight_space else None, thresholds, skip),

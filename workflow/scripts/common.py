@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from compactbnn import data, threads, train  # noqa: E402
 from compactbnn.config import datasets, keys, shapes  # noqa: E402
-from compactbnn.models.mlp import MLP  # noqa: E402
+from compactbnn import models  # noqa: E402
 
 
 def start(snakemake) -> logging.Logger:
@@ -79,13 +79,22 @@ def load_data(data_cfg: dict) -> dict[str, np.ndarray]:
     return data.take_first(arrays, data_cfg.get("train_size"), data_cfg.get("test_size"))
 
 
-def model(data_cfg: dict, model_cfg: dict) -> MLP:
-    """The configured network as a ``compactbnn.models.Model``: what every library call that touches a network takes.
+def model(data_cfg: dict, model_cfg: dict) -> models.Model:
+    """The configured network (model.kind: mlp, cnn or resnet) as a ``compactbnn.models.Model``: what every
+    library call that touches a network takes.
 
-    From the config alone (the data set's input width is known without loading it), so a job that
-    reads only saved networks builds it too.
+    From the config alone (the data set's input width and image shape are known without loading it),
+    so a job that reads only saved networks builds it too. ``compactbnn.config.shapes`` describes the
+    same network (its permutation widths and parameter count) for the config check and the cost model.
     """
-    return MLP(tuple(shapes.widths_of(datasets.NUM_FEATURES[data_cfg["dataset"]], model_cfg["hidden"])))
+    dataset, kind = data_cfg["dataset"], shapes.kind(model_cfg)
+    if kind == "cnn":
+        return models.CNN(image_shape=datasets.IMAGE_SHAPES[dataset], channels=tuple(model_cfg["channels"]),
+                          dense=tuple(model_cfg["dense"]), num_classes=datasets.NUM_CLASSES)
+    if kind == "resnet":
+        return models.ResNet(image_shape=datasets.IMAGE_SHAPES[dataset], width=model_cfg["width"],
+                             blocks=model_cfg["blocks"], num_classes=datasets.NUM_CLASSES)
+    return models.MLP(tuple(shapes.widths_of(datasets.NUM_FEATURES[dataset], model_cfg["hidden"])))
 
 
 def train_config(training_cfg: dict, **overrides) -> train.TrainConfig:

@@ -26,9 +26,9 @@ import jsonschema
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from compactbnn.config import fields, keys
+from compactbnn.config import fields, keys, shapes
 from compactbnn.config.claim_ids import CLAIM_IDS
-from compactbnn.config.datasets import IDX_FILES, NUM_EXAMPLES
+from compactbnn.config.datasets import IDX_FILES, IMAGE_SHAPES, NUM_EXAMPLES
 
 # The schema and config.yaml belong to the repository whose src/ holds this package.
 REPOSITORY = Path(__file__).resolve().parents[3]
@@ -204,6 +204,27 @@ def check_data(data: dict) -> None:
         raise ConfigError("data.idx_dir", f"{idx_dir} lacks the MNIST IDX file(s) {', '.join(s + '[.gz]' for s in missing)}")
 
 
+def check_model(cfg: dict) -> None:
+    """model.kind's own keys present, the other kinds' keys absent (hidden: null), a CNN's pools within the image."""
+    model, dataset = cfg["model"], cfg["data"]["dataset"]
+    kind = shapes.kind(model)
+    for other, names in shapes.MODEL_KEYS.items():
+        for name in names:
+            if other == kind and model.get(name) is None:
+                raise ConfigError(f"model.{name}", f"missing; model.kind {kind} needs it "
+                                  f"({', '.join(f'model.{n}' for n in shapes.MODEL_KEYS[kind])})")
+            if other != kind and model.get(name) is not None:
+                fix = "set it to null (config.yaml sets [512])" if name == "hidden" else "remove it"
+                raise ConfigError(f"model.{name}", f"applies to model.kind {other} only, not to {kind}; {fix}")
+    if kind == "cnn":
+        maps = shapes.cnn_feature_maps(IMAGE_SHAPES[dataset], model["channels"])
+        if min(maps[-1][1:]) < 1:
+            fit = sum(min(m[1:]) >= 1 for m in maps[1:])
+            _, height, width = IMAGE_SHAPES[dataset]
+            raise ConfigError("model.channels", f"{len(model['channels'])} convolutions, each followed by a 2x2 max-pool, "
+                              f"shrink the {height}x{width} images of {dataset} to nothing (at most {fit})")
+
+
 def check_library_fields(cfg: dict) -> None:
     """The rules of the library's config dataclasses on the sections they are built from, by config key."""
     hmc = keys.hmc_kwargs(cfg["posterior"]["hmc"], cfg["posterior"]["prior_sd"], cfg["matmul_precision"])
@@ -225,9 +246,10 @@ def check_library_fields(cfg: dict) -> None:
 
 def check_semantics(cfg: dict) -> None:
     """The checks that relate several keys or the data set; each names the key."""
-    data, hidden = cfg["data"], cfg["model"]["hidden"]
+    data = cfg["data"]
     posterior, hmc = cfg["posterior"], cfg["posterior"]["hmc"]
     check_data(data)
+    check_model(cfg)
     num_train = data["train_size"] or NUM_EXAMPLES[data["dataset"]][0]
     for key in ("posterior.hmc.train_size", "not_experiment.match_size", "interpolation.match_size",
                 "posterior.compact.match_size"):
@@ -240,10 +262,11 @@ def check_semantics(cfg: dict) -> None:
         raise ConfigError("posterior.hmc.num_kept", "sigma needs at least two kept samples in all")
     if posterior["ensemble"]["training"].get("prior_sd") is not None:
         raise ConfigError("posterior.ensemble.training.prior_sd", "the ensemble is MAP with posterior.prior_sd; set that instead")
-    levels = cfg["not_experiment"]["levels"]
-    if levels > min(hidden) - 1:
-        raise ConfigError("not_experiment.levels",
-                          f"{levels} NoT levels do not fit a hidden width of {min(hidden)} (at most {min(hidden) - 1})")
+    levels, narrowest = cfg["not_experiment"]["levels"], min(shapes.perm_widths(cfg))
+    if levels > narrowest - 1:
+        # every permutation group gets its own levels 1..n_p - 1 (shapes.not_levels_per_group): the narrowest bounds them
+        raise ConfigError("not_experiment.levels", f"{levels} NoT levels do not fit the narrowest permutation group "
+                          f"(hidden layer or channels) of {narrowest} units (at most {narrowest - 1})")
     compact = posterior["compact"]
     if compact["vi_activation_draws"] > 0 and compact["matching"] != "activation":
         raise ConfigError("posterior.compact.vi_activation_draws",

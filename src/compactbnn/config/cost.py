@@ -1,7 +1,9 @@
 """Expected wall time of the workflow's jobs, from measured throughput figures (``benchmarks/figures/*.json``).
 
 Each job's work is counted in example-parameter passes (EP: examples x parameters, the unit in
-which an MLP's forward and backward passes scale) of one kind, and divided by the rate of that
+which an MLP's forward and backward passes scale; for a convolutional network, "parameters" are
+its multiply-adds per example, ``shapes.work_per_example``: a convolution's weights count once
+per output position) of one kind, and divided by the rate of that
 kind measured by ``benchmarks/gpu_check.py`` on a device (paper size on a GPU, ``--reduced``
 on a CPU):
 
@@ -35,44 +37,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from compactbnn.config.datasets import KNOWN_DATASETS, NUM_EXAMPLES
-from compactbnn.config.shapes import not_levels, num_params, widths
+from compactbnn.config.shapes import model_params, perm_widths, work_per_example
 
 KINDS = ("hmc_float32", "hmc_tf32", "hmc_bfloat16", "train", "ensemble", "vi", "forward", "alignment")
 
 
 @dataclass
 class Sizes:
-    widths: list[int]
+    perm_widths: list[int]  # units of each permutation group (an MLP's hidden widths)
     num_params: int
+    work: int  # multiply-adds per example (an MLP: num_params), what P stands for below
     num_train: int
     num_test: int
 
 
 def sizes_of(config: dict) -> Sizes:
-    """Widths of the layers, parameters, training and test images of a (merged) workflow config."""
+    """Permutation widths, parameters, work per example, training and test images of a (merged) workflow config."""
     dataset = config["data"]["dataset"]
     if dataset not in KNOWN_DATASETS:
         raise ValueError(f"data.dataset must be one of {sorted(KNOWN_DATASETS)}, got {dataset!r}")
     train, test = NUM_EXAMPLES[dataset]
     train = min(train, config["data"].get("train_size") or train)
     test = min(test, config["data"].get("test_size") or test)
-    sizes = widths(config)
-    return Sizes(sizes, num_params(sizes), train, test)
+    return Sizes(perm_widths(config), model_params(config), work_per_example(config), train, test)
 
 
 def job_work(rule: str, config: dict) -> dict[str, float]:
     """Work of one job of ``rule`` by kind, in example-parameter passes (empty: overhead only)."""
     s = sizes_of(config)
-    P, N, T = s.num_params, s.num_train, s.num_test
+    P, N, T = s.work, s.num_train, s.num_test
     post = config["posterior"]
     if rule == "train_not_run":
         cfg = config["not_experiment"]
-        levels = len(not_levels(min(s.widths[1:-1]), cfg["levels"]))
+        levels = cfg["levels"]  # each permutation group has this many (the config check makes sure)
         models = 2 * levels if cfg.get("pairs", "independent") == "independent" else levels + 1
         return {"train": models * cfg["training"]["epochs"] * N * P}
     if rule == "analyse_not_run":
         cfg = config["not_experiment"]
-        levels = len(not_levels(min(s.widths[1:-1]), cfg["levels"]))
+        levels = cfg["levels"]  # each permutation group has this many (the config check makes sure)
         split = N if cfg.get("split", "train") == "train" else T
         match = min(N, cfg.get("match_size") or N)
         # two alignments per level (trained pair, pair at init); three curves, each before and after

@@ -42,8 +42,11 @@ def lambda_grid(num_lambdas: int) -> np.ndarray:
     return np.linspace(0.0, 1.0, num_lambdas)
 
 
-def permuted_initialisations(model: Model, key: jax.Array, levels: Sequence[int], *, independent: bool = True):
+def permuted_initialisations(model: Model, key: jax.Array, levels, *, independent: bool = True):
     """For every level k, a first network W_init and its copy P_k W_init with NoT(P_k) = k in every permutation.
+
+    ``levels``: (L,) NoT levels that every permutation of the spec gets, or (num_perms, L), one row of
+    levels per permutation (``compactbnn.config.shapes.not_levels_per_group``: each group its own range).
 
     ``independent=True`` (the authors' code): a fresh W_init for every level, so the levels are
     independent pairs; ``init`` is then stacked (L, ...). ``independent=False``: one W_init shared
@@ -54,12 +57,16 @@ def permuted_initialisations(model: Model, key: jax.Array, levels: Sequence[int]
     """
     init_key, perm_key = jax.random.split(key)
     levels = np.asarray(levels, np.int32)
-    init = model.init_many(init_key, len(levels)) if independent else model.init(init_key)
+    if levels.ndim == 2 and levels.shape[0] != model.spec.num_perms:
+        raise ValueError(f"levels has {levels.shape[0]} rows, the model {model.spec.num_perms} permutations")
+    per_perm = levels if levels.ndim == 2 else np.broadcast_to(levels, (model.spec.num_perms, len(levels)))
+    num_levels = per_perm.shape[1]
+    init = model.init_many(init_key, num_levels) if independent else model.init(init_key)
     perms = []
     for layer, width in enumerate(model.perm_sizes):
-        keys = jax.random.split(jax.random.fold_in(perm_key, layer), len(levels))
-        perms.append(np.asarray(permutation.permutations_with_transpositions(keys, width, np.minimum(levels, width - 1))))
-    return init, perms, permutation.permute_many(model, _as_stack(model, init, len(levels)), perms)
+        keys = jax.random.split(jax.random.fold_in(perm_key, layer), num_levels)
+        perms.append(np.asarray(permutation.permutations_with_transpositions(keys, width, np.minimum(per_perm[layer], width - 1))))
+    return init, perms, permutation.permute_many(model, _as_stack(model, init, num_levels), perms)
 
 
 def _as_stack(model: Model, params: Params, num_models: int) -> Params:
@@ -214,6 +221,7 @@ def posterior_table(
     *,
     num_q_samples: int,
     low_rank: compact.LowRankGaussian | None = None,
+    num_low_rank_samples: int | None = None,
 ) -> pd.DataFrame:
     """Table 1 with NLL and ECE: one row per (method, representation), measured against the HMC predictive.
 
@@ -223,7 +231,8 @@ def posterior_table(
     ``accuracy_mean`` that of the mean weights mu alone, and ``agreement_mean`` / ``tv_mean`` the
     mean network's agreement with and total variation to the HMC predictive (the authors' extras;
     NaN for sample rows, as the paper's N/A). ``low_rank`` (the aligned ensemble's
-    ``compact.low_rank_gaussian``) adds the row ``LOW_RANK_ROW`` after the paper's seven.
+    ``compact.low_rank_gaussian``) adds the row ``LOW_RANK_ROW`` after the paper's seven, from
+    ``num_low_rank_samples`` draws (None: ``num_q_samples``; the authors drew 100 there, 200 for the q's).
     """
     reference = metrics.predictive(model, hmc_samples, x)
     sample_predictives = {"hmc": reference, "ensemble": metrics.predictive(model, ensemble_members, x)}
@@ -237,7 +246,8 @@ def posterior_table(
         rows.append(_posterior_row(method, representation, draws, metrics.network_probabilities(model, q.mean, x),
                                    reference, y))
     if low_rank is not None:
-        low_rank_draws = compact.sample_low_rank(model, jax.random.fold_in(key, len(TABLE1_ROWS)), low_rank, num_q_samples)
+        low_rank_draws = compact.sample_low_rank(model, jax.random.fold_in(key, len(TABLE1_ROWS)), low_rank,
+                                                 num_q_samples if num_low_rank_samples is None else num_low_rank_samples)
         draws = metrics.predictive(model, low_rank_draws, x)
         rows.append(_posterior_row(*LOW_RANK_ROW, draws, metrics.network_probabilities(model, low_rank.mean, x),
                                    reference, y))
