@@ -2,7 +2,7 @@
 
 import jax
 import numpy as np
-from common import load_data, model, start
+from common import load_data, model, start, vi_config
 
 from compactbnn import io
 from compactbnn.inference import vi
@@ -12,9 +12,7 @@ log = start(sm)
 cfg = sm.params.vi
 arrays = load_data(sm.params.data)
 network = model(sm.params.data, sm.params.model)
-config = vi.VIConfig(learning_rate=cfg["learning_rate"], batch_size=cfg["batch_size"], epochs=cfg["epochs"],
-                     prior_sd=sm.params.prior_sd, init_sd=cfg["init_sd"])
-result = vi.fit(network, jax.random.key(cfg["seed"]), arrays["x_train"], arrays["y_train"], config,
+result = vi.fit(network, jax.random.key(cfg["seed"]), arrays["x_train"], arrays["y_train"], vi_config(cfg, sm.params.prior_sd),
                 evaluate_on={"test": (arrays["x_test"], arrays["y_test"])}, progress="mean-field VI")
 log.info("test accuracy of the mean weights: %.4f; mean sd %.4f",
          float(result.history["test_accuracy"][-1]), float(result.history["sd_mean"][-1]))
