@@ -100,7 +100,18 @@ def estimate(args) -> int:
     total = sum(job.seconds for job in jobs.values())
     wall = cost.makespan(jobs, args.cores, gpus=1 if device == "gpu" else None)
     print(f"sum of all jobs {cost.format_seconds(total)}; the DAG with --cores {args.cores}: {cost.format_seconds(wall)}")
+    print(sgmcmc_line(config, figures, device))
     return 0
+
+
+def sgmcmc_line(config: dict, figures: dict, device: str) -> str:
+    """The expected time of posterior.sgmcmc's chains (a library sampler, not yet a workflow rule)."""
+    if device != "cpu":
+        return f"posterior.sgmcmc (not yet in the workflow): not measured on {device} (benchmarks/sgmcmc.py there)"
+    sg = cost.sgmcmc_seconds(config, cost.rates(figures)["forward"])
+    return (f"posterior.sgmcmc (not yet in the workflow): {sg['chains']} {sg['sampler']} chain(s) of {sg['epochs']} epochs "
+            f"({sg['steps']:,} steps each): {cost.format_seconds(sg['chain_s'])} per chain, "
+            f"{cost.format_seconds(sg['all_chains_s'])} one after the other (rates: config.cost.SGMCMC_CPU)")
 
 
 def calibrate(args) -> int:

@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "compactbnn"
-SUBPACKAGES = ("config", "models", "symmetry", "inference", "inference.hmc", "evaluation", "paper")
+SUBPACKAGES = ("config", "models", "symmetry", "inference", "inference.hmc", "inference.sgmcmc", "evaluation", "paper")
 
 # Which part may import which (docs/architecture.md). "base" are the top-level modules data, io,
 # threads and train: the foundation every layer above may use.

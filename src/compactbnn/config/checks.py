@@ -237,11 +237,25 @@ def check_library_fields(cfg: dict) -> None:
         fields.check_fields(fields.VI_FIELDS, keys.vi_kwargs(cfg["posterior"]["vi"], cfg["posterior"]["prior_sd"]))
     except fields.FieldError as error:
         raise ConfigError(keys.VI_KEYS[error.field], error.problem) from error
+    check_sgmcmc_fields(cfg)
     for section in keys.TRAINING_SECTIONS:
         try:
             fields.check_fields(fields.TRAIN_FIELDS, keys.train_kwargs(keys.lookup(cfg, section)))
         except fields.FieldError as error:
             raise ConfigError(f"{section}.{error.field}", error.problem) from error
+
+
+def check_sgmcmc_fields(cfg: dict) -> None:
+    """SGMCMCConfig's rules on posterior.sgmcmc, and its cycles laid out on the training images it samples on."""
+    sgmcmc = cfg["posterior"]["sgmcmc"]
+    values = keys.sgmcmc_kwargs(sgmcmc, cfg["posterior"]["prior_sd"], cfg["matmul_precision"])
+    num_train = cfg["data"]["train_size"] or NUM_EXAMPLES[cfg["data"]["dataset"]][0]
+    try:
+        fields.check_fields(fields.SGMCMC_FIELDS, values)
+        fields.check_sgmcmc(values, spelling=keys.SGMCMC_SPELLING)
+        fields.cycle_layout(values, min(num_train, sgmcmc.get("train_size") or num_train), spelling=keys.SGMCMC_SPELLING)
+    except fields.FieldError as error:
+        raise ConfigError(keys.SGMCMC_KEYS[error.field], error.problem) from error
 
 
 def check_semantics(cfg: dict) -> None:
@@ -251,7 +265,7 @@ def check_semantics(cfg: dict) -> None:
     check_data(data)
     check_model(cfg)
     num_train = data["train_size"] or NUM_EXAMPLES[data["dataset"]][0]
-    for key in ("posterior.hmc.train_size", "not_experiment.match_size", "interpolation.match_size",
+    for key in ("posterior.hmc.train_size", "posterior.sgmcmc.train_size", "not_experiment.match_size", "interpolation.match_size",
                 "posterior.compact.match_size"):
         parent, name = key.rsplit(".", 1)
         section = keys.lookup(cfg, parent)

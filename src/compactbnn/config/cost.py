@@ -24,6 +24,9 @@ that assumption (small networks run below a device's throughput, so small preset
 overestimated on GPUs). The work model of each rule is approximate (it counts the passes that
 dominate) and says nothing about memory.
 
+Cyclical SG-MCMC (posterior.sgmcmc) is not a workflow rule yet: ``sgmcmc_seconds`` prices its
+chains from the config alone, from rates measured by ``benchmarks/sgmcmc.py`` (``SGMCMC_CPU``).
+
 The library reads no config files: ``scripts/cost.py`` loads the config, asks Snakemake for the
 DAG and prints the table.
 """
@@ -37,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from compactbnn.config.datasets import KNOWN_DATASETS, NUM_EXAMPLES
+from compactbnn.config.fields import cycle_layout
+from compactbnn.config.keys import sgmcmc_kwargs
 from compactbnn.config.shapes import model_params, perm_widths, work_per_example
 
 KINDS = ("hmc_float32", "hmc_tf32", "hmc_bfloat16", "train", "ensemble", "vi", "forward", "alignment")
@@ -250,3 +255,53 @@ def format_seconds(seconds: float) -> str:
     if seconds < 3 * 86400:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
+
+
+# Cyclical SG-MCMC on a CPU, from ``benchmarks/sgmcmc.py --paper`` on this repository's build machine (2 cores,
+# 2026-12-02, while other jobs loaded it: load average 4-11; wall-clock medians): 784-512-10 on 60,000 MNIST
+# images, batch 64, one chain. A step of the exploration stage (one minibatch gradient and the update) took
+# ``ms_per_step`` (sgld 1.92 ms at 07:33; sghmc 3.08 ms at 07:16), a step of the sampling stage
+# ``ms_noise_per_step`` more (sgld 9.91 ms, sghmc 10.33 ms in all: BlackJAX draws one Gaussian per parameter).
+# ``shuffle_ms_per_epoch``: the epoch's permutation of 60,000 indices (scales with N). Check against a real run
+# (sgmcmc.run_chain, one 50-epoch cycle of the default sgld, same machine, 07:29): 144 s measured, 135 s predicted.
+SGMCMC_CPU = {
+    "batch_size": 64, "work": 407_050, "num_params": 407_050, "num_train": 60_000,
+    "ms_per_step": {"sgld": 1.92, "sghmc": 3.08},
+    "ms_noise_per_step": {"sgld": 7.99, "sghmc": 7.25},
+    "shuffle_ms_per_epoch": 45.0,
+    "compile_s": 3.0,
+}
+
+
+def sgmcmc_work(config: dict) -> dict:
+    """One SG-MCMC chain of a (merged, checked) config: its steps, noisy steps, epochs, kept samples and sizes."""
+    s = sizes_of(config)
+    section = config["posterior"]["sgmcmc"]
+    n = min(s.num_train, section.get("train_size") or s.num_train)
+    values = sgmcmc_kwargs(section, config["posterior"]["prior_sd"], config["matmul_precision"])
+    layout = cycle_layout(values, n)
+    return {"steps": layout.total_steps, "noisy_steps": layout.cycles * layout.sampling_steps,
+            "epochs": section["epochs"], "kept": layout.cycles * layout.samples_per_cycle, "num_train": n,
+            "num_test": s.num_test, "batch_size": section["batch_size"], "work": s.work, "num_params": s.num_params,
+            "sampler": section["sampler"], "chains": section["chains"]}
+
+
+def sgmcmc_seconds(config: dict, forward_rate: float, measured: dict = SGMCMC_CPU) -> dict:
+    """Expected seconds of one SG-MCMC chain and of all chains run one after the other, from ``measured`` rates.
+
+    Steps scale linearly in batch x work per example from the measured size, the noise in parameters,
+    the shuffle in N; each kept sample is evaluated on the training and test images at ``forward_rate``
+    (example-parameter passes per second: ``rates(figures)["forward"]``), plus the compilation.
+    """
+    w = sgmcmc_work(config)
+    step = measured["ms_per_step"][w["sampler"]] / 1e3 * (w["batch_size"] * w["work"]) / (measured["batch_size"] * measured["work"])
+    noise = measured["ms_noise_per_step"][w["sampler"]] / 1e3 * w["num_params"] / measured["num_params"]
+    parts = {
+        "steps": w["steps"] * step,
+        "noise": w["noisy_steps"] * noise,
+        "shuffles": w["epochs"] * measured["shuffle_ms_per_epoch"] / 1e3 * w["num_train"] / measured["num_train"],
+        "evaluation": w["kept"] * (w["num_train"] + w["num_test"]) * w["work"] / forward_rate,
+        "compile": measured["compile_s"],
+    }
+    chain = sum(parts.values())
+    return {"chain_s": chain, "all_chains_s": w["chains"] * chain, "parts_s": parts, **w}

@@ -1,7 +1,7 @@
 """The rules of every config field, written once: the config dataclasses and the config check both apply them.
 
-``TrainConfig``, ``HMCConfig`` and ``VIConfig`` call ``check_fields`` (and HMC's ``check_hmc``) in
-``__post_init__``; ``compactbnn.config.checks`` calls the same functions on a config file's
+``TrainConfig``, ``HMCConfig``, ``VIConfig`` and ``SGMCMCConfig`` call ``check_fields`` (and HMC's
+``check_hmc``, SG-MCMC's ``check_sgmcmc``) in ``__post_init__``; ``compactbnn.config.checks`` calls the same functions on a config file's
 sections, mapped to the fields by ``compactbnn.config.keys``, and turns a ``FieldError`` into
 ``config key <key>: <problem>``. Standard library only (numpy's scalars are ``numbers.Integral``
 and ``numbers.Real``), so that the Snakefile applies the rules with Snakemake alone.
@@ -23,6 +23,7 @@ OPTIMIZERS = ("sgd", "adam")
 INITS = ("pytorch", "prior")
 MATMUL_PRECISIONS = ("highest", "high", "default")
 GRADIENT_PRECISIONS = ("float32", "tf32", "bfloat16")
+SGMCMC_SAMPLERS = ("sgld", "sghmc")
 
 
 class FieldError(ValueError):
@@ -131,6 +132,22 @@ VI_FIELDS: dict[str, Rule] = {
     "kl_weight": positive(),  # > 0: NumPyro's handlers.scale, which weights the KL, takes positive factors only
 }
 
+SGMCMC_FIELDS: dict[str, Rule] = {
+    "sampler": one_of(SGMCMC_SAMPLERS),
+    "step_size": positive(),
+    "alpha": within(0, 1, low_closed=False, high_closed=True),  # 1 - momentum; 1 makes SGHMC SGLD
+    "batch_size": integer(minimum=1),
+    "epochs": integer(minimum=1),
+    "cycles": integer(minimum=1),
+    "exploration_fraction": within(0, 1, low_closed=True, high_closed=False),  # < 1: every cycle samples
+    "samples_per_cycle": integer(minimum=1),
+    "thinning": optional(integer(minimum=1)),  # None: one epoch's steps
+    "temperature": positive(),  # 0 would be SGD, not a sampler
+    "prior_sd": positive(),
+    "init": one_of(INITS),
+    "matmul_precision": one_of(MATMUL_PRECISIONS),
+}
+
 
 def check_fields(rules: Mapping[str, Rule], values: Mapping, owner: str = "") -> None:
     """Apply each field's rule to ``values[field]`` (fields absent from ``values`` are skipped); raise the first FieldError."""
@@ -181,3 +198,69 @@ def check_hmc(values: Mapping, owner: str = "", spelling: Spelling = PYTHON) -> 
     if not values["adapt_step_size"] and values["num_warmup"] != 0:
         raise FieldError("num_warmup", f"must be 0 when adapt_step_size is {spelling.false} "
                                        f"(burn-in is keep_first), got {values['num_warmup']}", owner)
+
+
+def check_sgmcmc(values: Mapping, owner: str = "", spelling: Spelling = PYTHON) -> None:
+    """SG-MCMC's rules across fields (after SGMCMC_FIELDS): every cycle has the same whole number of epochs."""
+    if values["epochs"] % values["cycles"]:
+        raise FieldError("epochs", f"must be a multiple of {spelling('cycles')} ({values['cycles']}), so that every "
+                                   f"cycle has the same epochs, got {values['epochs']}", owner)
+
+
+@dataclass(frozen=True)
+class CycleLayout:
+    """Where a cyclical SG-MCMC run's steps fall, in minibatch steps (one gradient each).
+
+    An epoch is ``steps_per_epoch`` = N // batch_size full minibatches (the last N mod B examples of
+    each epoch's shuffle sit that epoch out, so every step scales its batch by exactly N / B); a
+    cycle is ``cycle_length`` steps, the first ``exploration_steps`` of them the exploration stage
+    (the paper's r(k) < beta, no noise) and the rest the sampling stage; the kept samples are the
+    last ``samples_per_cycle`` steps of each cycle, ``thinning`` steps apart.
+    """
+
+    steps_per_epoch: int
+    cycle_length: int
+    exploration_steps: int
+    samples_per_cycle: int
+    thinning: int
+    cycles: int
+
+    @property
+    def sampling_steps(self) -> int:
+        return self.cycle_length - self.exploration_steps
+
+    @property
+    def total_steps(self) -> int:
+        return self.cycles * self.cycle_length
+
+
+def exploration_steps(cycle_length: int, fraction: float) -> int:
+    """How many of a cycle's steps j = 0, 1, ... have r = j / cycle_length < fraction (the paper's test, in floats)."""
+    count = min(cycle_length, math.ceil(fraction * cycle_length))
+    while count > 0 and (count - 1) / cycle_length >= fraction:  # ceil rounded up past the float test
+        count -= 1
+    while count < cycle_length and count / cycle_length < fraction:
+        count += 1
+    return count
+
+
+def cycle_layout(values: Mapping, num_train: int, owner: str = "", spelling: Spelling = PYTHON) -> CycleLayout:
+    """The steps of an SG-MCMC config (``SGMCMC_FIELDS``' names) on ``num_train`` examples; refuses a schedule that cannot sample.
+
+    Raises a FieldError naming batch_size when not one full minibatch fits the data, and
+    samples_per_cycle when the kept samples would reach back into the exploration stage.
+    """
+    batch = values["batch_size"]
+    if batch > num_train:
+        raise FieldError("batch_size", f"must be <= the {num_train} training examples, got {batch}", owner)
+    per_epoch = num_train // batch
+    cycle = values["epochs"] // values["cycles"] * per_epoch
+    explore = exploration_steps(cycle, values["exploration_fraction"])
+    thinning = values["thinning"] or per_epoch
+    span = (values["samples_per_cycle"] - 1) * thinning + 1
+    if span > cycle - explore:
+        raise FieldError("samples_per_cycle", f"{values['samples_per_cycle']} samples {thinning} steps apart span {span} steps, "
+                         f"more than the {cycle - explore} steps of each cycle's sampling stage ({cycle} steps a cycle, the first "
+                         f"{explore} exploring); lower it or {spelling('thinning')}, or raise {spelling('epochs')} or lower "
+                         f"{spelling('exploration_fraction')}", owner)
+    return CycleLayout(per_epoch, cycle, explore, values["samples_per_cycle"], thinning, values["cycles"])

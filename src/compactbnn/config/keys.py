@@ -39,12 +39,30 @@ VI_KEYS = {
     "init_sd": "posterior.vi.init_sd",
 }
 
+# SGMCMCConfig's field -> its config key (every field is configurable)
+SGMCMC_KEYS = {
+    "sampler": "posterior.sgmcmc.sampler",
+    "step_size": "posterior.sgmcmc.step_size",
+    "alpha": "posterior.sgmcmc.alpha",
+    "batch_size": "posterior.sgmcmc.batch_size",
+    "epochs": "posterior.sgmcmc.epochs",
+    "cycles": "posterior.sgmcmc.cycles",
+    "exploration_fraction": "posterior.sgmcmc.exploration_fraction",
+    "samples_per_cycle": "posterior.sgmcmc.samples_per_cycle",
+    "thinning": "posterior.sgmcmc.thinning",
+    "temperature": "posterior.sgmcmc.temperature",
+    "prior_sd": "posterior.prior_sd",
+    "init": "posterior.sgmcmc.init",
+    "matmul_precision": "matmul_precision",
+}
+
 # The sections that configure a TrainConfig; their keys are its field names. The ensemble's
 # prior_sd is posterior.prior_sd (its script passes it over the section's).
 TRAINING_SECTIONS = ("not_experiment.training", "interpolation.training", "posterior.ensemble.training")
 
 # A cross-field message of HMC names the other fields by their config keys, booleans as YAML writes them.
 HMC_SPELLING = Spelling(names=HMC_KEYS, true="true", false="false")
+SGMCMC_SPELLING = Spelling(names=SGMCMC_KEYS, true="true", false="false")
 
 
 def lookup(cfg: Mapping, key: str):
@@ -63,6 +81,12 @@ def hmc_kwargs(hmc: Mapping, prior_sd: float, matmul_precision: str) -> dict:
 def vi_kwargs(vi: Mapping, prior_sd: float) -> dict:
     """VIConfig's arguments from a config's posterior.vi section and posterior.prior_sd."""
     return {name: prior_sd if key == "posterior.prior_sd" else vi[key.rsplit(".", 1)[1]] for name, key in VI_KEYS.items()}
+
+
+def sgmcmc_kwargs(sgmcmc: Mapping, prior_sd: float, matmul_precision: str) -> dict:
+    """SGMCMCConfig's arguments from a config's posterior.sgmcmc section, posterior.prior_sd and matmul_precision."""
+    outside = {"posterior.prior_sd": prior_sd, "matmul_precision": matmul_precision}
+    return {name: outside[key] if key in outside else sgmcmc[key.rsplit(".", 1)[1]] for name, key in SGMCMC_KEYS.items()}
 
 
 def train_kwargs(training: Mapping, **overrides) -> dict:

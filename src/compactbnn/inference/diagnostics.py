@@ -14,8 +14,8 @@ All functions take draws as (chains, draws, ...) arrays, ArviZ's convention.
   Values near 1 mean the chains (halves) agree, above ~1.1 that they have not mixed (Vehtari
   et al. suggest 1.01 for the rank-normalised version; ``RHAT_THRESHOLD`` keeps 1.1).
 * **ESS** is ArviZ's bulk effective sample size (``az.ess(method="bulk")``), for a few scalars.
-* **Traces**: ``chain_trace`` turns a ``hmc.ChainResult`` into an ``az.InferenceData`` that
-  ``write_trace`` saves as netCDF (``trace.nc`` beside a chain's samples), so ``az.summary`` and
+* **Traces**: ``chain_trace`` turns a ``hmc.ChainResult`` (``sgmcmc_chain_trace`` a
+  ``sgmcmc.SGMCMCResult``) into an ``az.InferenceData`` that ``write_trace`` saves as netCDF (``trace.nc`` beside a chain's samples), so ``az.summary`` and
   ``az.plot_trace`` read it, and ``az.concat(..., dim="chain")`` joins chains.
 
 ``weight_rhat`` summarises the R-hat of every parameter. For a neural network's posterior sampled by
@@ -206,6 +206,43 @@ def chain_trace(result, chain: int) -> az.InferenceData:
     idata = az.InferenceData(**groups)
     idata.posterior.attrs.update({"chain_name": result.chain_name, "step_size": result.step_size,
                                   "num_steps": result.num_steps, "num_warmup": warmup})
+    return idata
+
+
+def sgmcmc_chain_trace(result, chain: int) -> az.InferenceData:
+    """One SG-MCMC chain's scalar traces as ``az.InferenceData`` (chain coordinate ``chain``), as ``chain_trace`` for HMC.
+
+    ``result``: a ``sgmcmc.SGMCMCResult``. Groups:
+      posterior: at the kept samples (``draw`` = the step each is the state after): ``log_prior``,
+        ``train_log_likelihood`` (exact, all training data), ``log_posterior`` (their sum, up to the
+        evidence) and the other metrics (``train_accuracy``, ``test_log_likelihood``, ``test_accuracy``),
+        and ``cycle``;
+      sample_stats: ArviZ's ``lp`` (= log_posterior) and ``step_size`` (the learning rate alpha_k) of the kept steps;
+      iteration_stats: every step done: ``log_density`` (the minibatch estimate), ``step_size``,
+        ``sampling`` (the stage: noise on) and ``cycle``.
+    """
+    kept = np.asarray(result.kept_steps, np.int64)
+    steps = np.arange(result.completed_steps)
+    schedule = result.schedule
+
+    def dataset(values: dict, draws: np.ndarray):
+        return az.dict_to_dataset({k: np.asarray(v)[None] for k, v in values.items()}, library=None,
+                                  coords={"chain": [int(chain)], "draw": np.asarray(draws, np.int64)})
+
+    metrics = {k: np.asarray(v, np.float64) for k, v in result.metrics.items()}
+    metrics.setdefault("log_prior", np.zeros(0))  # no cycle completed: no kept sample
+    metrics.setdefault("train_log_likelihood", np.zeros(0))
+    log_posterior = metrics["log_prior"] + metrics["train_log_likelihood"]
+    posterior = {**metrics, "log_posterior": log_posterior, "cycle": np.asarray(result.kept_cycles, np.int64)}
+    step_size_at = schedule.step_sizes(0, result.completed_steps) if result.completed_steps else np.zeros(0)
+    idata = az.InferenceData(
+        posterior=dataset(posterior, kept),
+        sample_stats=dataset({"lp": log_posterior, "step_size": step_size_at[kept]}, kept),
+        iteration_stats=dataset({"log_density": np.asarray(result.traces["log_density"], np.float64), "step_size": step_size_at,
+                                 "sampling": schedule.sampling(0, result.completed_steps), "cycle": schedule.cycle_of(steps)}, steps),
+    )
+    idata.posterior.attrs.update({"chain_name": result.chain_name, "sampler": result.config.sampler,
+                                  "steps_per_epoch": result.steps_per_epoch, "cycle_length": schedule.layout.cycle_length})
     return idata
 
 
