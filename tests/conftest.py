@@ -12,6 +12,27 @@ from compactbnn import data
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Fixtures cheap enough for every pytest-xdist worker to make its own.
+CHEAP_SHARED_FIXTURES = {"resources", "digits", "mnist", "tmp_path_factory", "worker_id", "testrun_uid"}
+
+
+def pytest_collection_modifyitems(items):
+    """Keep the tests that share an expensive fixture on one pytest-xdist worker (--dist loadgroup).
+
+    Workers share no fixture: the session's smoke run, or a module's end-to-end run, would
+    otherwise be made once per worker that draws one of its tests. Every test using ``smoke_run``
+    goes to one group, every other test using a module- or session-scoped fixture to its module's.
+    """
+    for item in items:
+        definitions = item._fixtureinfo.name2fixturedefs
+        shared = {name for name, defs in definitions.items()
+                  if name not in CHEAP_SHARED_FIXTURES and defs[-1].scope in ("module", "session")}
+        if "smoke_run" in shared:
+            item.add_marker(pytest.mark.xdist_group("smoke_run"))
+        elif shared:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture(scope="session")
 def resources():
     return REPO / "resources"
@@ -73,16 +94,46 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900, **kwargs):
                           stderr=subprocess.STDOUT, text=True, timeout=timeout, **kwargs)
 
 
+# Every character that issue 21 names: a space, a single quote, &, a non-ASCII letter. The session's smoke
+# run lies under a folder of this name (tests/test_paths.py says why).
+SPECIAL = "a b'c&d é"
+
+
+def clean_environment() -> dict:
+    """This process's environment without the variables that would pick another venv or package path."""
+    import os
+
+    return {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+
+
 @dataclass
 class WorkflowRun:
     workdir: Path  # a copy of the repository holding the run's results/
     log: str  # what Snakemake printed
+    python: Path  # the interpreter Snakemake ran by: <workdir>/.venv/bin/python, a path with SPECIAL in it
+    links: Path  # the folder of the shell-safe links to it (compactbnn.config.interpreter)
 
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> WorkflowRun:
-    """The smoke preset run end to end locally, once per test session, in a fresh copy of the repository."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    result = snakemake(workdir, "--cores", "2", "--configfile", "presets/smoke.yaml")
+    """The smoke preset run end to end locally, once per test session, in a fresh copy of the repository.
+
+    The copy lies under a folder named SPECIAL, with a ``.venv`` that links this test's environment,
+    and Snakemake runs by that ``.venv``'s Python: the path that Snakemake's script: directive cannot
+    put into a shell command unquoted (snakemake issue 2645). So the one end-to-end run of the session
+    also shows that the workflow runs from a checkout and venv under such a path (tests/test_paths.py
+    checks how); its reruns and interruptions run on copies of it or in its directory.
+    """
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("smoke")
+    workdir = copy_workflow(root / SPECIAL / "compactbnn")
+    (workdir / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    python = workdir / ".venv" / Path(sys.executable).relative_to(sys.prefix)
+    links = root / "cache"
+    result = subprocess.run([str(python), "-m", "snakemake", "--cores", "2", "--configfile", "presets/smoke.yaml"],
+                            cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800,
+                            env={**clean_environment(), "XDG_CACHE_HOME": str(links)})
     assert result.returncode == 0, result.stdout[-6000:]
-    return WorkflowRun(workdir, result.stdout)
+    return WorkflowRun(workdir, result.stdout, python, links / "compactbnn" / "python")

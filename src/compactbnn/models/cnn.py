@@ -58,9 +58,16 @@ def conv(h: jax.Array, weight: jax.Array, bias: jax.Array, matmul: Callable | No
 
 
 def max_pool(h: jax.Array) -> jax.Array:
-    """2x2 max pooling with stride 2 of (N, H, W, C): (N, H // 2, W // 2, C), as ``torch.nn.MaxPool2d(2)``."""
-    window = (1, POOL, POOL, 1)
-    return jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, window, window, "VALID")
+    """2x2 max pooling with stride 2 of (N, H, W, C): (N, H // 2, W // 2, C), as ``torch.nn.MaxPool2d(2)``.
+
+    As a max over the axes of a reshape (an odd last row or column dropped, as torch's floor), not
+    ``lax.reduce_window``: the same values, and on CPUs a gradient 2.2 times as fast for the CNN of
+    presets/cnn.yaml (measured: 54 vs 121 ms per gradient on 300 images). Only ties would split the
+    gradient otherwise, and a 2x2 window of ReLU outputs ties only at 0, where ReLU passes none back.
+    """
+    height, width = h.shape[1] // POOL, h.shape[2] // POOL
+    windows = h[:, : height * POOL, : width * POOL].reshape(h.shape[0], height, POOL, width, POOL, h.shape[3])
+    return windows.max(axis=(2, 4))
 
 
 def linear(h: jax.Array, weight: jax.Array, bias: jax.Array, matmul: Callable | None = None) -> jax.Array:
