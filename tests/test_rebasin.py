@@ -5,8 +5,9 @@ import pytest
 from conftest import stack_trees
 from scipy.optimize import linear_sum_assignment
 
-from compactbnn.models import MLP
-from compactbnn.symmetry import rebasin
+from compactbnn.models import CNN, MLP, PermutationSpec, ResNet
+from compactbnn.symmetry import descent, rebasin
+from compactbnn.symmetry import similarity as sim
 from compactbnn import train
 from compactbnn.symmetry.permutation import (
     compose,
@@ -136,7 +137,9 @@ def test_one_hidden_layer_needs_exactly_one_lap_per_network(monkeypatch):
     calls.clear()
     deeper = [16, 32, 24, 10]
     rebasin.weight_matching(MLP(deeper), random_mlp(0, deeper), random_mlp(1, deeper))
-    assert len(calls) >= 4  # at least two sweeps over two layers: the last one confirms nothing improves
+    # at least two sweeps over two layers: the last one confirms nothing improves (its LAPs skipped
+    # where neither neighbour moved since: the same matrix, the same answer)
+    assert len(calls) >= 4
 
 
 def test_match_pairs_aligns_each_network_to_its_own_reference():
@@ -164,6 +167,77 @@ def test_rebasin_returns_the_aligned_network():
     for a, b in zip(jax.tree_util.tree_leaves(aligned), jax.tree_util.tree_leaves(params)):
         np.testing.assert_array_equal(a, b)
     assert [count_transpositions(p) for p in perms] == [9, 9]
+
+
+def plain_weight_matching(model, ref, other, key, max_sweeps=rebasin.DEFAULT_MAX_SWEEPS):
+    """Git Re-Basin's coordinate descent as written there: every similarity computed afresh, every LAP solved."""
+    perms = [np.arange(n) for n in model.perm_sizes]
+    for sweep in range(max_sweeps):
+        progress = False
+        for p in np.asarray(jax.random.permutation(jax.random.fold_in(key, sweep), len(perms))):
+            cost = np.asarray(rebasin.weight_similarity(model, ref, other, perms, int(p)), np.float64)
+            cols = linear_sum_assignment(cost, maximize=True)[1]
+            rows = np.arange(len(cols))
+            new, old = cost[rows, cols].sum(), cost[rows, perms[p]].sum()
+            if new - old > rebasin.RELATIVE_TOLERANCE * max(1.0, abs(old)):
+                perms[p], progress = cols, True
+        if not progress:
+            break
+    return perms
+
+
+@pytest.mark.parametrize("model", [MLP((16, 24, 20, 12, 10)), CNN((1, 8, 8), (4, 6), (5,), 10), ResNet((1, 8, 8), 5, 2, 10)],
+                         ids=["mlp", "cnn", "resnet"])
+def test_weight_matching_equals_a_plain_coordinate_descent(model):
+    # The descent keeps its similarity matrices up to date and skips LAPs whose matrix did not
+    # change (``descent``); it must find what recomputing and solving everything finds.
+    nets = model.init_many(jax.random.key(3), 5)
+    ref, others = _take(nets, 0), jax.tree_util.tree_map(lambda leaf: leaf[1:], nets)
+    key = jax.random.key(5)
+    together = rebasin.align_many(model, ref, others, method="weight", key=key, chunk_size=3)
+    for i in range(4):
+        plain = plain_weight_matching(model, ref, _take(others, i), key)
+        assert all(np.array_equal(a[i], b) for a, b in zip(together, plain)), i
+
+
+def test_descent_keeps_its_similarities_equal_to_fresh_ones_as_permutations_move():
+    # A made-up spec with what the built-in models do not all have: a block size, and a parameter
+    # under three permutations (its terms are recomputed, the others updated by differences).
+    spec = PermutationSpec((((0, "w", 0), (0, "b", 0), (1, "w", 1, 3), (2, "t", 2)),
+                            ((1, "w", 0), (2, "t", 0)),
+                            ((2, "t", 1), (3, "v", 1))))
+    sizes = (5, 6, 4)
+    shapes = [{"w": (5, 7), "b": (5,)}, {"w": (6, 15)}, {"t": (6, 4, 5)}, {"v": (3, 4)}]
+    rng = np.random.default_rng(0)
+    draw = lambda lead: [{k: rng.standard_normal(lead + s).astype(np.float32) for k, s in layer.items()}  # noqa: E731
+                         for layer in shapes]
+    count = 6
+    params = draw((count,))
+    for ref_stacked in (False, True):
+        ref = draw((count,) if ref_stacked else ())
+        chunk = descent.ChunkDescent(spec, sizes, descent.arrange_terms(spec, ref, int(ref_stacked)), params,
+                                     ref_stacked=ref_stacked)
+        everyone = np.arange(count)
+        for step in range(40):
+            p = step % 3 if step < 3 else int(rng.integers(3))
+            rows, costs = chunk.matrices(p, everyone)
+            for row, cost in zip(rows, costs):
+                one = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[row], tree)  # noqa: E731
+                fresh = sim.layer_similarity(one(ref) if ref_stacked else ref, one(params),
+                                             [jnp.asarray(q[row]) for q in chunk.perms], spec=spec, perm=p,
+                                             similarity="weight")
+                np.testing.assert_allclose(cost, fresh, rtol=1e-5, atol=1e-5 * float(np.abs(fresh).max()))
+            # move permutation p of some networks: a transposition or two, or a new permutation
+            moving = rng.random(len(rows)) < 0.7
+            found = chunk.perms[p][rows].copy()
+            for i in np.flatnonzero(moving):
+                if rng.random() < 0.5:
+                    found[i] = rng.permutation(sizes[p])
+                else:
+                    a, b = rng.choice(sizes[p], 2, replace=False)
+                    found[i, [a, b]] = found[i, [b, a]]
+            chunk.accept(p, rows, found, moving)
+            assert len(chunk.matrices(p, everyone)[0]) == 0  # nothing moved since: no LAP to solve
 
 
 # --- activation matching --------------------------------------------------------------------------

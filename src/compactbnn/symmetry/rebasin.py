@@ -19,9 +19,12 @@ assignment problem (LAP) solved with ``scipy.optimize.linear_sum_assignment(maxi
 
 Everything works on many networks at once: ``align_many`` aligns a stack (leading model axis
 M) to one reference, ``match_pairs`` aligns each network to its own reference, ``align_draws``
-gives one joint permutation to draws of one stochastic network (VI's q). Similarity
-matrices are computed in jitted, vmapped JAX for chunks of networks, and the LAPs of a chunk are
-solved in a thread pool (SciPy releases the GIL) while JAX computes the next chunk.
+gives one joint permutation to draws of one stochastic network (VI's q). A single LAP per
+permutation (one permutation, or ``cosine_first_layer``) and activation matching compute their
+similarity matrices in jitted, vmapped JAX for chunks of networks and solve a chunk's LAPs in a
+thread pool (SciPy releases the GIL) while JAX computes the next chunk; the coordinate descent of
+weight matching keeps its matrices up to date in NumPy as the permutations move
+(``compactbnn.symmetry.descent``), chunks of networks in parallel threads.
 
 Every function takes the network's ``compactbnn.models.Model`` first. Permutations follow
 ``compactbnn.symmetry.permutation``: ``permute(model, params, perms)`` is aligned to the reference,
@@ -30,6 +33,7 @@ i.e. its unit i is matched to the reference's unit i.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
@@ -41,6 +45,7 @@ from tqdm.auto import tqdm
 
 from compactbnn import threads
 from compactbnn.models.base import Model, Params
+from compactbnn.symmetry import descent
 from compactbnn.symmetry import similarity as sim
 from compactbnn.symmetry.permutation import permute, permute_many
 
@@ -99,7 +104,10 @@ def align_many(model: Model, params_ref: Params, params_stacked: Params, *, meth
     inputs ``x`` (N, ...); the reference's activations are computed once per data batch).
     ``key`` orders the coordinate descent of multi-layer weight matching (the same order for
     every network, so each result equals ``weight_matching`` with that key). ``chunk_size``
-    networks share one similarity computation; ``workers`` threads solve LAPs (default: CPU count).
+    networks share one similarity computation (default: 32, and for a coordinate descent as many
+    as fit in ``descent.CHUNK_BYTES``); ``workers`` threads solve LAPs (default: CPU count). A
+    coordinate descent runs in one thread unless ``workers`` is given, then in that many, each
+    descending on its own chunks of networks.
     """
     _check_pair(model, params_ref, params_stacked, ref_stacked=False)
     return _align(model, params_ref, params_stacked, ref_stacked=False, method=method, x=x, key=key,
@@ -256,11 +264,12 @@ def _align(model, params_ref, params, *, ref_stacked, method, x, key, max_sweeps
         raise ValueError(f"max_sweeps must be >= 1, got {max_sweeps}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size)
-    if chunk_size < 1:
+    chunk_size = None if chunk_size is None else int(chunk_size)
+    if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     # the CPUs this process may run on, not the node's (a SLURM job given one CPU must not start a
     # thread per core of its node), and at most a job's threads (threads.limit)
+    descent_threads = 1 if workers is None else int(workers)  # see ``descent.weight_descent``
     workers = threads.usable_cpus() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -276,10 +285,11 @@ def _align(model, params_ref, params, *, ref_stacked, method, x, key, max_sweeps
     with pool as executor:
         if method == "activation":
             costs = sim.activation_similarities(model, params_ref, params, x, ref_stacked=ref_stacked,
-                                                batch_size=batch_size, chunk_size=chunk_size, progress=progress and label)
+                                                batch_size=batch_size, chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+                                                progress=progress and label)
             return [_solve_laps(c, executor)[0] for c in costs]
         return _weight_align(model, params_ref, params, ref_stacked, method, key, max_sweeps, chunk_size, executor,
-                             progress and label)
+                             descent_threads, progress and label)
 
 
 def _solve_laps(costs: np.ndarray, executor) -> tuple[np.ndarray, np.ndarray]:
@@ -294,63 +304,57 @@ def _solve_laps(costs: np.ndarray, executor) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([r[0] for r in results]), np.array([r[1] for r in results])
 
 
-def _weight_align(model, params_ref, params, ref_stacked, similarity, key, max_sweeps, chunk_size, executor, progress):
-    num_models = model.num_stacked(params)
-    sizes = model.perm_sizes
-    num_hidden = len(sizes)  # permutations of the spec: an MLP's hidden layers
-    perms = [np.tile(np.arange(n, dtype=np.int32), (num_models, 1)) for n in sizes]
-    bar = tqdm(total=num_models, desc=progress or "", disable=not progress, leave=False, unit="net")
+def _lap_columns(costs: np.ndarray) -> np.ndarray:
+    """The maximum-weight assignment of each (n, n) matrix of a stack: (B, n) int32, column of each row."""
+    return np.stack([linear_sum_assignment(cost, maximize=True)[1] for cost in costs]).astype(np.int32)
 
-    def assign(layer, indices):
-        """Solve layer's LAP for networks ``indices`` with the current perms; returns new perms and objective gains."""
-        new = np.empty((len(indices), sizes[layer]), np.int32)
-        gain = np.empty(len(indices))
-        before = np.empty(len(indices))
-        chunks = sim.chunks(indices, chunk_size)
+
+def _weight_align(model, params_ref, params, ref_stacked, similarity, key, max_sweeps, chunk_size, executor, workers,
+                  progress):
+    sizes = model.perm_sizes
+    bar = tqdm(total=model.num_stacked(params), desc=progress or "", disable=not progress, leave=False, unit="net")
+    if len(sizes) == 1 or similarity == "cosine_first_layer":
+        # One permutation: nothing else moves, one LAP is optimal. Cosine of incoming rows: layer l
+        # depends only on layer l - 1, so one pass in order is exact.
+        perms = _single_pass(model, params_ref, params, ref_stacked, similarity, chunk_size or DEFAULT_CHUNK_SIZE,
+                             executor, bar)
+    else:
+        # Several: coordinate descent, each C_p kept up to date as its neighbours move (``descent``),
+        # each chunk of networks in its own thread, its LAPs solved there.
+        lock = threading.Lock()
+
+        def finished(count):
+            with lock:
+                bar.update(count)
+
+        perms = descent.weight_descent(model.spec, sizes, params_ref, params, ref_stacked=ref_stacked, key=key,
+                                       max_sweeps=max_sweeps, chunk_size=chunk_size, workers=workers,
+                                       lap_columns=_lap_columns, tolerance=RELATIVE_TOLERANCE, finished=finished)
+    bar.close()
+    return perms
+
+
+def _single_pass(model, params_ref, params, ref_stacked, similarity, chunk_size, executor, bar):
+    """One LAP per permutation, in spec order, for every network: similarity matrices in jitted JAX, chunk by chunk."""
+    num_models = model.num_stacked(params)
+    perms = [np.tile(np.arange(n, dtype=np.int32), (num_models, 1)) for n in model.perm_sizes]
+    everyone = np.arange(num_models)
+    for layer in range(len(perms)):
+        chunks = sim.chunks(everyone, chunk_size)
         compute = lambda chunk: sim.weight_similarities(  # noqa: E731
             model, params_ref, params, jnp.asarray(chunk), [jnp.asarray(p[chunk]) for p in perms],
             perm=layer, ref_stacked=ref_stacked, similarity=similarity)
-        done = 0
+        found, done = [], 0
         # Dispatch chunk c + 1 to JAX (asynchronous) before solving chunk c's LAPs, so both overlap.
         pending = compute(chunks[0])
         for c in range(len(chunks)):
             current = pending
             if c + 1 < len(chunks):
                 pending = compute(chunks[c + 1])
-            real = min(len(chunks[c]), len(indices) - done)
-            costs = np.asarray(current)[:real]
-            found, score = _solve_laps(costs, executor)
-            old = perms[layer][indices[done: done + real]]
-            old_score = np.take_along_axis(costs, old[:, :, None], axis=2)[:, :, 0].sum(axis=1, dtype=np.float64)
-            new[done: done + real] = found
-            gain[done: done + real] = score - old_score
-            before[done: done + real] = old_score
+            real = min(len(chunks[c]), num_models - done)
+            found.append(_solve_laps(np.asarray(current)[:real], executor)[0])
             done += real
-            if num_hidden == 1 or similarity == "cosine_first_layer":
+            if layer == len(perms) - 1:
                 bar.update(real)
-        return new, gain, before
-
-    if num_hidden == 1 or similarity == "cosine_first_layer":
-        # One hidden layer: nothing else moves, one LAP is optimal. Cosine of incoming rows: layer l
-        # depends only on layer l - 1, so one pass in order is exact.
-        everyone = np.arange(num_models)
-        for layer in range(num_hidden):
-            perms[layer][:] = assign(layer, everyone)[0]
-        bar.close()
-        return perms
-
-    active = np.arange(num_models)
-    for sweep in range(max_sweeps):
-        order = np.asarray(jax.random.permutation(jax.random.fold_in(key, sweep), num_hidden))
-        improved = np.zeros(len(active), bool)
-        for layer in order:
-            new, gain, before = assign(int(layer), active)
-            better = gain > RELATIVE_TOLERANCE * np.maximum(1.0, np.abs(before))
-            perms[layer][active[better]] = new[better]
-            improved |= better
-        bar.update(int(np.sum(~improved)))
-        active = active[improved]
-        if active.size == 0:
-            break
-    bar.close()
+        perms[layer][:] = np.concatenate(found)
     return perms

@@ -113,12 +113,15 @@ def activation_similarities(model: Model, params_ref, params, x: np.ndarray, *, 
             xb = np.pad(xb, ((0, batch - real),) + ((0, 0),) * (xb.ndim - 1))
         mask = jnp.asarray(np.arange(batch) < real, jnp.float32)
         xb = jnp.asarray(xb)
-        if ref_stacked:
-            for c in range(len(parts)):
+        ref_acts = None if ref_stacked else _masked_activations(model, params_ref, xb, mask)  # shared by every chunk
+        # The previous batch finishes before this one starts: without this wait, JAX's asynchronous
+        # dispatch lets the loop run ahead of the computation, and every batch queued holds its
+        # inputs and activations, so memory is bounded by the queue, not by one batch.
+        jax.block_until_ready(sums)
+        for c in range(len(parts)):
+            if ref_stacked:
                 sums[c] = _accumulate_pairs(model, sums[c], chunk_refs[c], chunk_params[c], xb, mask)
-        else:
-            ref_acts = _masked_activations(model, params_ref, xb, mask)  # once per batch, shared by every chunk
-            for c in range(len(parts)):
+            else:
                 sums[c] = _accumulate_shared(model, sums[c], ref_acts, chunk_params[c], xb)
     real_counts = [min(len(chunk), num_models - c * len(parts[0])) for c, chunk in enumerate(parts)]
     return [np.concatenate([np.asarray(sums[c][p])[:real_counts[c]] for c in range(len(parts))])
