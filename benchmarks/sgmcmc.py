@@ -78,11 +78,13 @@ def sampler_timer(model, x, y, config, chains, steps):
     return time_steps, compiled.compile_time
 
 
-def gradient_timer(model, x, y, config, gradients):
+def gradient_timer(model, x, y, config, gradients, noise_impl="threefry2x32"):
     """A function (noise: bool) -> seconds per bare minibatch gradient of the same estimate, called back to back.
 
     With noise, each call also draws one standard Gaussian per parameter (``jax.random.normal``, as
-    BlackJAX's solvers do) and adds it: the floor of a sampling-stage step.
+    BlackJAX's solvers do) and adds it: the floor of a sampling-stage step. ``noise_impl``: the PRNG
+    of those draws (JAX's ``jax.random.key(seed, impl=...)``: threefry2x32, JAX's default and the
+    sampler's, or rbg / unsafe_rbg, XLA's RngBitGenerator).
     """
     n, batch = len(x), config.batch_size
     params = model.init(jax.random.key(1))
@@ -97,7 +99,7 @@ def gradient_timer(model, x, y, config, gradients):
         return jax.tree.map(jnp.add, gradient(p, xb, yb), noise)
 
     programs_ = {False: jax.jit(gradient), True: jax.jit(noisy)}
-    key = jax.random.key(2)
+    key = jax.random.key(2, impl=noise_impl)
     jax.block_until_ready(programs_[False](params, xb, yb))
     jax.block_until_ready(programs_[True](params, xb, yb, key))
 
@@ -111,22 +113,28 @@ def gradient_timer(model, x, y, config, gradients):
     return time_gradients
 
 
-def measure(x, y, sizes, config, chains, steps, gradients, repeats):
+def measure(x, y, sizes, config, chains, steps, gradients, repeats, noise_impls=()):
     """Gradients per second of the sampler (exploration, sampling, the run's mean) and of the bare gradient.
 
     Every timing is taken in wall-clock seconds and in this process's CPU seconds: on a machine that
     other jobs load, the CPU seconds (the work done, summed over threads) compare more stably.
+    ``noise_impls``: further PRNGs (rbg, unsafe_rbg) whose "bare gradient + one Gaussian per parameter"
+    is timed in the same rounds, side by side with the default threefry2x32's (``bare_with_noise``).
     """
     model = MLP(tuple(sizes))
     with jax.default_matmul_precision(config.matmul_precision):
         time_steps, compile_s = sampler_timer(model, x, y, config, chains, steps)
         time_gradients = gradient_timer(model, x, y, config, gradients)
-        runs = {"exploration": [], "bare": [], "sampling": [], "bare_with_noise": []}
+        others = {impl: gradient_timer(model, x, y, config, gradients, impl) for impl in noise_impls}
+        runs = {"exploration": [], "bare": [], "sampling": [], "bare_with_noise": [],
+                **{f"bare_with_noise_{impl}": [] for impl in noise_impls}}
         for _ in range(repeats):
             runs["exploration"].append(time_steps(False))
             runs["bare"].append(time_gradients(False))
             runs["sampling"].append(time_steps(True))
             runs["bare_with_noise"].append(time_gradients(True))
+            for impl, timer in others.items():
+                runs[f"bare_with_noise_{impl}"].append(timer(True))
     beta = config.exploration_fraction
     out = {"device": device_name(), "layer_sizes": list(sizes), "num_train": int(len(x)), "batch_size": config.batch_size,
            "sampler": config.sampler, "chains": chains, "exploration_fraction": beta,
@@ -142,6 +150,9 @@ def measure(x, y, sizes, config, chains, steps, gradients, repeats):
             "ratio": {stage: round(r * seconds["bare"], 4) for stage, r in rates.items()},
             "bare_gradients_with_noise_per_second": round(1 / seconds["bare_with_noise"], 2),
             "sampling_ratio_to_gradient_with_noise": round(rates["sampling"] * seconds["bare_with_noise"], 4),
+            "bare_gradients_with_noise_per_second_by_impl": {
+                "threefry2x32": round(1 / seconds["bare_with_noise"], 2),
+                **{impl: round(1 / seconds[f"bare_with_noise_{impl}"], 2) for impl in noise_impls}},
             "all_ms": {name: [round(1e3 * t[index], 4) for t in values] for name, values in runs.items()},
         }
     return out
@@ -161,6 +172,9 @@ def report(name, result):
                   f"({c['ms_per_step'][stage]:.3f} ms/step)  ratio {c['ratio'][stage]:.3f}")
         print(f"    bare gradient + one Gaussian per parameter {c['bare_gradients_with_noise_per_second']:.1f}/s (a sampling "
               f"step's floor): the sampling stage reaches {c['sampling_ratio_to_gradient_with_noise']:.3f} of it")
+        for impl, rate in c["bare_gradients_with_noise_per_second_by_impl"].items():
+            if impl != "threefry2x32":
+                print(f"    the same with {impl} keys (jax.random.key(seed, impl={impl!r})): {rate:.1f}/s")
     print("  (goal: ratio >= 0.9)")
 
 
@@ -175,6 +189,8 @@ def main():
     parser.add_argument("--gradients", type=int, default=300, help="bare gradients per timing")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--paper-num-train", type=int, default=60000)
+    parser.add_argument("--noise-impls", nargs="*", default=[], choices=("rbg", "unsafe_rbg"),
+                        help="also time the bare gradient + one Gaussian per parameter with these PRNGs' keys")
     args = parser.parse_args()
     config = sgmcmc.SGMCMCConfig(sampler=args.sampler, batch_size=args.batch_size)
     mnist = data.load("mnist", REPO / "resources")
@@ -183,7 +199,7 @@ def main():
         results["small"] = {}
         for chains in args.chains:
             r = measure(mnist["x_train"][:2000], mnist["y_train"][:2000], [784, 64, 10], config, chains, args.steps,
-                        args.gradients, args.repeats)
+                        args.gradients, args.repeats, args.noise_impls)
             results["small"][chains] = r
             report("small", r)
     if args.paper or jax.default_backend() != "cpu":
@@ -191,7 +207,7 @@ def main():
         n = args.paper_num_train
         for chains in args.chains:
             r = measure(mnist["x_train"][:n], mnist["y_train"][:n], [784, 512, 10], config, chains, args.steps,
-                        args.gradients, args.repeats)
+                        args.gradients, args.repeats, args.noise_impls)
             results["paper"][chains] = r
             report("paper", r)
     print(json.dumps(results))

@@ -105,11 +105,12 @@ def estimate(args) -> int:
 
 
 def sgmcmc_line(config: dict, figures: dict, device: str) -> str:
-    """The expected time of posterior.sgmcmc's chains (a library sampler, not yet a workflow rule)."""
+    """What the sgmcmc_chain jobs above are: posterior.sgmcmc's chains, priced from benchmarks/sgmcmc.py's CPU rates."""
     if device != "cpu":
-        return f"posterior.sgmcmc (not yet in the workflow): not measured on {device} (benchmarks/sgmcmc.py there)"
+        return (f"posterior.sgmcmc: not measured on {device} (benchmarks/sgmcmc.py there); the sgmcmc_chain jobs above "
+                "are priced at the CPU's rates")
     sg = cost.sgmcmc_seconds(config, cost.rates(figures)["forward"])
-    return (f"posterior.sgmcmc (not yet in the workflow): {sg['chains']} {sg['sampler']} chain(s) of {sg['epochs']} epochs "
+    return (f"posterior.sgmcmc (the sgmcmc_chain jobs): {sg['chains']} {sg['sampler']} chain(s) of {sg['epochs']} epochs "
             f"({sg['steps']:,} steps each): {cost.format_seconds(sg['chain_s'])} per chain, "
             f"{cost.format_seconds(sg['all_chains_s'])} one after the other (rates: config.cost.SGMCMC_CPU)")
 

@@ -83,6 +83,12 @@ def test_work_model_follows_the_config():
     assert cost.job_work("figure1", paper) == {}
     counts = cost.job_counts(paper)
     assert counts["train_not_run"] == 5 and counts["hmc_chain"] == 1 and counts["fetch_mnist"] == 1
+    # SG-MCMC: a job per chain, priced from benchmarks/sgmcmc.py's rates; its alignment by activation matching
+    assert counts["sgmcmc_chain"] == 4 and counts["compact_sgmcmc"] == 1
+    figures = cost.load_figures(CPU_FIGURES)
+    chain = cost.sgmcmc_seconds(paper, cost.rates(figures)["forward"])["chain_s"]
+    assert cost.job_seconds("sgmcmc_chain", paper, figures, {}) == pytest.approx(chain)
+    assert cost.job_work("compact_sgmcmc", paper)["alignment"] == 4 * (12 + 8 * 4) * 60_000 * 407_050
 
 
 def test_makespan_schedules_a_dag_on_cores():
@@ -109,7 +115,8 @@ def test_cost_command_prints_every_rule_and_the_dag(preset):
     out = result.stdout
     name = yaml.safe_load((REPO / "presets" / preset).read_text())["name"]
     assert f"config {name}" in out and "device cpu" in out
-    for rule in ("train_not_run", "analyse_not_run", "hmc_chain", "train_ensemble", "fit_vi", "compact", "figure1", "claims"):
+    for rule in ("train_not_run", "analyse_not_run", "hmc_chain", "train_ensemble", "fit_vi", "compact", "figure1", "claims",
+                 "sgmcmc_chain", "compact_sgmcmc"):
         assert f"\n{rule} " in out, rule
     assert "the DAG with --cores 2:" in out
 

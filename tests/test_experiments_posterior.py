@@ -16,12 +16,13 @@ from compactbnn import train
 from compactbnn.evaluation import metrics, pruning
 from compactbnn.models import MLP
 from compactbnn.paper import experiments
+from compactbnn.paper import posterior as experiment_c  # not `posterior`: a fixture of that name
 from compactbnn.symmetry import compact
 
 SIZES = [64, 16, 10]
 MODEL = MLP(SIZES)
 TABLE1_COLUMNS = ["method", "representation", "agreement", "tv", "accuracy_samples", "accuracy_mean", "nll", "ece",
-                  "agreement_mean", "tv_mean"]
+                  "agreement_mean", "tv_mean", "agreement_own", "tv_own"]
 
 
 def random_mlp(seed, sizes):
@@ -90,6 +91,7 @@ def test_posterior_table_sample_rows(table1, posterior):
     assert ensemble["agreement"] < 1.0  # the ensemble is not HMC
     for row in (hmc, ensemble):
         assert np.isnan(row["accuracy_mean"]) and np.isnan(row["agreement_mean"]) and np.isnan(row["tv_mean"])
+        assert row["agreement_own"] == 1.0 and row["tv_own"] == pytest.approx(0.0, abs=1e-12)  # each its own samples
 
 
 def test_posterior_table_q_rows_use_their_own_gaussian(table1, posterior):
@@ -103,6 +105,15 @@ def test_posterior_table_q_rows_use_their_own_gaussian(table1, posterior):
         reference = metrics.predictive(MODEL, posterior["hmc"], x)
         assert table1.iloc[i]["agreement_mean"] == pytest.approx(metrics.agreement(mean_probabilities, reference))
         assert table1.iloc[i]["tv_mean"] == pytest.approx(metrics.total_variation(mean_probabilities, reference))
+    # against its own samples: HMC's q's as against HMC, the ensemble's against its members, VI has no samples
+    members = metrics.predictive(MODEL, posterior["ensemble"], x)
+    for i in (1, 2):
+        assert table1.iloc[i]["agreement_own"] == table1.iloc[i]["agreement"] and table1.iloc[i]["tv_own"] == table1.iloc[i]["tv"]
+    for i, name in ((4, ("ensemble", "q_d")), (5, ("ensemble", "q_r"))):
+        draws = metrics.gaussian_predictive(MODEL, jax.random.fold_in(jax.random.key(40), i), posterior["gaussians"][name], x, 8)
+        assert table1.iloc[i]["agreement_own"] == pytest.approx(metrics.agreement(draws, members))
+        assert table1.iloc[i]["tv_own"] == pytest.approx(metrics.total_variation(draws, members))
+    assert np.isnan(table1.iloc[6]["agreement_own"]) and np.isnan(table1.iloc[6]["tv_own"])
     # the accuracies of the four means differ, so a row reading another Gaussian would be caught
     assert table1["accuracy_mean"].dropna().nunique() >= 3
     # VI's draws are (almost exactly) its mean: the predictive is the mean network's
@@ -154,6 +165,35 @@ def test_posterior_table_low_rank_draws_apart_from_the_qs(posterior):
     explicit = experiments.posterior_table(MODEL, jax.random.key(40), *args, num_q_samples=8, low_rank=low_rank,
                                            num_low_rank_samples=8)
     pd.testing.assert_frame_equal(explicit, same)
+
+
+def test_sgmcmc_rows_come_last_measured_against_hmc_and_its_own_samples(table1, posterior):
+    """SG-MCMC's rows (beyond the paper) after the paper's and the low-rank row, which stay as without them."""
+    sgmcmc = jax.tree_util.tree_map(lambda leaf: leaf[1:4], posterior["hmc"])  # three networks stand for SG-MCMC samples
+    gaussians = dict(posterior["gaussians"])
+    gaussians["sgmcmc", "q_d"] = compact.q_direct(MODEL, sgmcmc)
+    gaussians["sgmcmc", "q_r"] = compact.q_rebasin(MODEL, sgmcmc, reference=network(posterior["hmc"], 0)).q
+    low_rank = compact.low_rank_gaussian(MODEL, posterior["ensemble"])
+    args = (posterior["hmc"], posterior["ensemble"], gaussians, posterior["x"], posterior["y"])
+    key = jax.random.key(40)
+    table = experiments.posterior_table(MODEL, key, *args, num_q_samples=8, low_rank=low_rank, sgmcmc_samples=sgmcmc)
+    without = experiments.posterior_table(MODEL, key, *args, num_q_samples=8, low_rank=low_rank)
+    assert list(zip(table["method"], table["representation"])) == [
+        *experiments.TABLE1_ROWS, experiments.LOW_RANK_ROW, *experiments.SGMCMC_ROWS]
+    pd.testing.assert_frame_equal(table.iloc[: len(without)], without)
+    x, reference = posterior["x"], metrics.predictive(MODEL, posterior["hmc"], posterior["x"])
+    own = metrics.predictive(MODEL, sgmcmc, x)
+    sample, q_d, q_r = (table.iloc[-3 + i] for i in range(3))
+    assert sample["agreement"] == pytest.approx(metrics.agreement(own, reference)) and sample["agreement_own"] == 1.0
+    for row, name, index in ((q_d, ("sgmcmc", "q_d"), 9), (q_r, ("sgmcmc", "q_r"), 10)):
+        # keyed after the paper's 7 rows and the low-rank row (index 7): sample 8, q_d 9, q_r 10
+        draws = metrics.gaussian_predictive(MODEL, jax.random.fold_in(key, index), gaussians[name], x, 8)
+        assert row["tv"] == pytest.approx(metrics.total_variation(draws, reference))
+        assert row["tv_own"] == pytest.approx(metrics.total_variation(draws, own))
+        assert row["accuracy_mean"] == pytest.approx(
+            metrics.accuracy(metrics.network_probabilities(MODEL, gaussians[name].mean, x), posterior["y"]))
+    curves = experiments.pruning_table(MODEL, gaussians, x, posterior["y"], [100, 50])
+    assert list(curves["curve"].unique()[-2:]) == list(experiments.SGMCMC_PRUNING_CURVES)
 
 
 def test_pruning_table(posterior):
@@ -237,6 +277,21 @@ def test_sigma_histograms():
         assert group["count"].sum() == num_params
     with pytest.raises(ValueError, match="exactly one of num_bins and bin_width"):
         experiments.sigma_histograms(sigma, num_bins=3, bin_width=0.1)
+
+
+def test_sgmcmc_sigmas_come_last_on_bins_of_their_own():
+    """SG-MCMC's sigmas (beyond the paper) after the paper's methods', histogrammed apart: the paper's rows stay as without them."""
+    gaussians = {name: compact.Gaussian(random_mlp(60 + i, SIZES), jax.tree_util.tree_map(
+        lambda leaf: np.abs(np.asarray(leaf)) * scale, random_mlp(50 + i, SIZES)))
+        for i, (name, scale) in enumerate(((("hmc", "q_d"), 1.0), (("vi", "q"), 2.0), (("sgmcmc", "q_r"), 9.0)))}
+    sigma = experiment_c.sigma_table(MODEL, gaussians)
+    assert list(dict.fromkeys(sigma["method"])) == ["hmc", "vi", "sgmcmc"]
+    paper, ours = experiment_c.by_family(sigma)
+    assert set(paper["method"]) == {"hmc", "vi"} and set(ours["method"]) == {"sgmcmc"}
+    paper_gaussians = {name: q for name, q in gaussians.items() if name[0] != "sgmcmc"}
+    alone = experiment_c.sigma_histograms(experiment_c.sigma_table(MODEL, paper_gaussians), bin_width=0.05)
+    pd.testing.assert_frame_equal(experiment_c.sigma_histograms(paper, bin_width=0.05).reset_index(drop=True), alone)
+    assert experiment_c.sigma_histograms(ours, bin_width=0.05)["bin_right"].max() > alone["bin_right"].max()
 
 
 # --- HMC's running predictive -------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ and off every axes' data area, tick labels, axis labels and title, and off every
 
 from __future__ import annotations
 
+import itertools
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -59,7 +61,7 @@ def sigma_table(rng) -> pd.DataFrame:
     frames = [pd.DataFrame({"method": method, "representation": representation, "parameter": np.arange(500),
                             "sigma": rng.uniform(0, 1.3, 500)})
               for method, representation in (("hmc", "q_d"), ("hmc", "q_r"), ("ensemble", "q_d"), ("ensemble", "q_r"),
-                                             ("vi", "q"))]
+                                             ("vi", "q"), ("sgmcmc", "q_d"), ("sgmcmc", "q_r"))]
     return experiments.sigma_histograms(pd.concat(frames, ignore_index=True), num_bins=30)
 
 
@@ -79,15 +81,14 @@ def running_table(rng, chains: int) -> pd.DataFrame:
 
 def weight_space_tables(rng) -> tuple[pd.DataFrame, pd.DataFrame]:
     values = pd.DataFrame({"alignment": np.repeat(["before", "after"], 400), "parameter": np.tile(np.arange(400), 2)})
-    methods = ("hmc", "ensemble", "vi")
+    methods = ("hmc", "ensemble", "vi", "sgmcmc")
     for method in methods:
         values[f"mu_{method}"] = rng.normal(0, 1, len(values))
         values[f"sigma_{method}"] = rng.uniform(0, 1, len(values))
     correlations = pd.DataFrame([{"quantity": quantity, "method_a": a, "method_b": b, "alignment": alignment,
                                   "pearson": rng.uniform(-1, 1), "spearman": rng.uniform(-1, 1),
                                   "top10_overlap": rng.uniform(0, 1)}
-                                 for quantity in ("mu", "sigma") for a, b in (("hmc", "ensemble"), ("hmc", "vi"),
-                                                                              ("ensemble", "vi"))
+                                 for quantity in ("mu", "sigma") for a, b in itertools.combinations(methods, 2)
                                  for alignment in ("before", "after")])
     return values, correlations
 

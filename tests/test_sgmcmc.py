@@ -13,6 +13,7 @@ import functools
 import json
 import math
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -262,3 +263,13 @@ def test_the_presets_are_valid_and_the_papers_chains_take_about_an_hour():
     assert "posterior.sgmcmc" in cost_script.sgmcmc_line(paper, figures, "cpu")
     for preset in sorted((REPO / "presets").glob("*.yaml")):
         assert cost.sgmcmc_seconds(cost_script.merged_config([str(preset)]), 1e10)["chain_s"] > 0
+
+
+def test_importing_the_inference_package_leaves_jax_unstarted_for_the_jobs_thread_limit():
+    """A workflow job imports compactbnn.inference (hmc_chain.py) before start() limits its threads, which must precede
+    JAX's backends; importing BlackJAX starts them (it computes at import), so sgmcmc loads on first use only."""
+    code = ("from compactbnn import threads; import compactbnn.inference, compactbnn.paper; "
+            "from compactbnn.inference import diagnostics, hmc; threads.limit(1); "
+            "from compactbnn.inference import sgmcmc; import compactbnn.inference as i; print(i.sgmcmc is sgmcmc)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr[-2000:]

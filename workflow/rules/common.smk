@@ -74,13 +74,41 @@ def hmc_checkpoint(wildcards):
     return f"{R}/hmc/chain{wildcards.chain}/checkpoint-{HMC_SAMPLING_CONFIG}"
 
 
+# What an SG-MCMC chain's samples depend on: all of posterior.sgmcmc but the number of chains, and the data,
+# model, prior and matmul precision; its hash names the chains' checkpoints, as HMC's does (a changed config
+# reruns the chains: an hour on 2 CPU cores at the paper's scale, so their samples are not protected).
+SGMCMC_SAMPLING = {
+    key: value
+    for key, value in config["posterior"]["sgmcmc"].items()
+    if key != "chains"
+}
+SGMCMC_SAMPLING_CONFIG = config_hash(
+    [
+        config["data"],
+        config["model"],
+        SGMCMC_SAMPLING,
+        config["posterior"]["prior_sd"],
+        config["matmul_precision"],
+    ]
+)
+
+
+def sgmcmc_checkpoint(wildcards):
+    """An SG-MCMC chain's checkpoint directory, keyed by SGMCMC_SAMPLING_CONFIG."""
+    return f"{R}/sgmcmc/chain{wildcards.chain}/checkpoint-{SGMCMC_SAMPLING_CONFIG}"
+
+
 # Checkpoints of earlier configs (changed, or failed and abandoned) are never resumed: say where they are.
 if workflow.is_main_process:
-    _note = config_checks.stale_checkpoints_note(
-        f"{R}/hmc", f"checkpoint-{HMC_SAMPLING_CONFIG}"
-    )
-    if _note:
-        print(_note, file=sys.stderr)
+    for _folder, _current, _label in (
+        ("hmc", HMC_SAMPLING_CONFIG, "HMC"),
+        ("sgmcmc", SGMCMC_SAMPLING_CONFIG, "SG-MCMC"),
+    ):
+        _note = config_checks.stale_checkpoints_note(
+            f"{R}/{_folder}", f"checkpoint-{_current}", _label
+        )
+        if _note:
+            print(_note, file=sys.stderr)
 
 
 def hmc_samples_mb(chains):
@@ -102,6 +130,17 @@ def not_runs():
 
 def hmc_chains():
     return range(config["posterior"]["hmc"]["chains"])
+
+
+def sgmcmc_chains():
+    return range(config["posterior"]["sgmcmc"]["chains"])
+
+
+def sgmcmc_samples_mb():
+    """Size in MB of the kept float32 samples of all SG-MCMC chains (78 MB for config.yaml's 4 chains x 12 at 784-512-10)."""
+    section = config["posterior"]["sgmcmc"]
+    kept = section["cycles"] * section["samples_per_cycle"]
+    return section["chains"] * kept * model_params(config) * 4 / 1e6
 
 
 def chains_sampled_under_another_config():

@@ -1,5 +1,6 @@
 # The compact representation: HMC samples, ensemble members and VI's q aligned to one shared
-# reference (q_r) next to the unaligned q_d; then Table 1's metrics and the pruning curves.
+# reference (q_r) next to the unaligned q_d; SG-MCMC's samples aligned to the same reference; then
+# Table 1's metrics and the pruning curves.
 
 
 rule compact:
@@ -51,6 +52,44 @@ rule compact:
         "../scripts/compact.py"
 
 
+rule compact_sgmcmc:
+    """SG-MCMC's q_d and q_r (its samples aligned to HMC's reference as HMC's are), R-hat of the weights before and after, NoT between its cycles."""
+    input:
+        data_inputs(),
+        sgmcmc=expand(f"{R}/sgmcmc/chain{{chain}}/samples.npz", chain=sgmcmc_chains()),
+        # HMC's q_r holds the reference HMC's samples were aligned to
+        hmc_q_r=rules.compact.output.hmc_rebasin,
+    output:
+        direct=f"{R}/compact/sgmcmc_q_d.npz",
+        rebasin=f"{R}/compact/sgmcmc_q_r.npz",
+        rhat=f"{R}/compact/sgmcmc_rhat.json",
+        modes=report(
+            f"{R}/data/sgmcmc_modes.csv",
+            caption="../report/data_sgmcmc_modes.rst",
+            category="Data",
+        ),
+    log:
+        f"{R}/logs/compact_sgmcmc.log",
+    benchmark:
+        f"{R}/benchmarks/compact_sgmcmc.tsv"
+    conda:
+        CONDA_ENV
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=lambda wildcards, attempt: int(
+            (4000 + 4 * sgmcmc_samples_mb()) * attempt
+        ),
+        runtime=60,
+    params:
+        data=config["data"],
+        model=config["model"],
+        compact=pick(config["posterior"]["compact"], "matching", "match_size", "seed"),
+        matmul_precision=config["matmul_precision"],
+    script:
+        "../scripts/compact_sgmcmc.py"
+
+
 rule posterior_metrics:
     """Table 1 (agreement, total variation, accuracies; NLL and ECE too), every sigma of Figure 3 (and histograms for the claims), the pruning curves."""
     input:
@@ -61,8 +100,11 @@ rule posterior_metrics:
         ensemble_q_d=rules.compact.output.ensemble_direct,
         ensemble_q_r=rules.compact.output.ensemble_rebasin,
         vi_q=rules.compact.output.vi,
+        sgmcmc_q_d=rules.compact_sgmcmc.output.direct,
+        sgmcmc_q_r=rules.compact_sgmcmc.output.rebasin,
         hmc=expand(f"{R}/hmc/chain{{chain}}/samples.npz", chain=hmc_chains()),
         ensemble=f"{R}/ensemble/members.npz",
+        sgmcmc=expand(f"{R}/sgmcmc/chain{{chain}}/samples.npz", chain=sgmcmc_chains()),
     output:
         table=report(
             f"{R}/data/posterior_metrics.csv",
@@ -111,7 +153,7 @@ rule posterior_metrics:
 
 
 rule weight_space:
-    """Figure 4's data: per-weight mu and sigma of HMC, the ensemble and VI before and after rebasin, and their correlations."""
+    """Figure 4's data: per-weight mu and sigma of HMC, the ensemble, VI and SG-MCMC before and after rebasin, and their correlations."""
     input:
         hmc_q_d=rules.compact.output.hmc_direct,
         hmc_q_r=rules.compact.output.hmc_rebasin,
@@ -119,6 +161,8 @@ rule weight_space:
         ensemble_q_r=rules.compact.output.ensemble_rebasin,
         vi_q=rules.compact.output.vi,
         vi=f"{R}/vi/posterior.npz",
+        sgmcmc_q_d=rules.compact_sgmcmc.output.direct,
+        sgmcmc_q_r=rules.compact_sgmcmc.output.rebasin,
     output:
         values=report(
             f"{R}/data/weight_space_values.csv.gz",

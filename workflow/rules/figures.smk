@@ -64,6 +64,7 @@ rule claims:
         pruning=f"{R}/data/pruning.csv",
         rhat=f"{R}/compact/rhat.json",
         weight_space=f"{R}/data/weight_space.csv",
+        sgmcmc_rhat=f"{R}/compact/sgmcmc_rhat.json",
     output:
         json=f"{R}/claims.json",
         md=report(f"{R}/claims.md", caption="../report/claims.rst", category="Claims"),

@@ -98,11 +98,14 @@ NOTEBOOK_JOBS = {
             "sigma_bins": config["posterior"]["compact"]["sigma_bins"],
             "pruning_csv": Table("pruning.csv"),
         },
-        # the notebook bins the sigmas with experiments.sigma_histograms
-        code=("src/compactbnn/paper/experiments.py",),
+        # the notebook bins the sigmas with posterior.sigma_histograms (also named in experiments)
+        code=(
+            "src/compactbnn/paper/experiments.py",
+            "src/compactbnn/paper/posterior.py",
+        ),
     ),
     "figure4": NotebookJob(
-        "Figure 4 (beyond the paper): one weight space for HMC, the ensemble and VI, per-weight mu and sigma before and after rebasin.",
+        "Figure 4 (beyond the paper): one weight space for HMC, the ensemble, VI and SG-MCMC, per-weight mu and sigma before and after rebasin.",
         {
             "values_csv": Table("weight_space_values.csv.gz"),
             "correlations_csv": Table("weight_space.csv"),

@@ -1,4 +1,5 @@
-# Experiment C's posteriors: HMC chains (one job each, resumable), the deep ensemble and mean-field VI.
+# Experiment C's posteriors: HMC chains (one job each, resumable), the deep ensemble and mean-field VI; beyond the
+# paper, cyclical SG-MCMC chains (one job each, resumable).
 
 
 rule hmc_chain:
@@ -33,6 +34,40 @@ rule hmc_chain:
         sampling_config=HMC_SAMPLING_CONFIG,
     script:
         "../scripts/hmc_chain.py"
+
+
+rule sgmcmc_chain:
+    """One cyclical SG-MCMC chain (BlackJAX; beyond the paper), checkpointed after every cycle: a killed job resumes where it stopped."""
+    input:
+        data_inputs(),
+    output:
+        samples=f"{R}/sgmcmc/chain{{chain}}/samples.npz",
+        diagnostics=f"{R}/sgmcmc/chain{{chain}}/diagnostics.json",
+        # the scalar traces as ArviZ InferenceData (netCDF): az.summary, az.plot_trace
+        trace=f"{R}/sgmcmc/chain{{chain}}/trace.nc",
+    log:
+        f"{R}/logs/sgmcmc_chain/chain{{chain}}.log",
+    benchmark:
+        f"{R}/benchmarks/sgmcmc_chain/chain{{chain}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=lambda wildcards, attempt: int(
+            (4000 + 2 * sgmcmc_samples_mb()) * attempt
+        ),
+        runtime=600,
+    params:
+        data=config["data"],
+        model=config["model"],
+        sgmcmc=SGMCMC_SAMPLING,
+        prior_sd=config["posterior"]["prior_sd"],
+        matmul_precision=config["matmul_precision"],
+        checkpoint=sgmcmc_checkpoint,
+        sampling_config=SGMCMC_SAMPLING_CONFIG,
+    script:
+        "../scripts/sgmcmc_chain.py"
 
 
 rule train_ensemble:

@@ -13,6 +13,8 @@ thresholds = sm.params.claims
 skip = set(thresholds.get("skip", []))
 with open(sm.input.rhat) as handle:
     rhat = json.load(handle)
+with open(sm.input.sgmcmc_rhat) as handle:
+    sgmcmc_rhat = json.load(handle)
 tables = {name: pd.read_csv(sm.input[name]) for name in ("not_experiment", "interpolation", "metrics", "sigma", "pruning")}
 # the weight-space comparison (data/weight_space.csv) is optional: without it, its claim is absent
 weight_space = sm.input.get("weight_space")
@@ -22,6 +24,9 @@ checked = [
     *claims.posterior_claims(tables["metrics"], tables["sigma"], tables["pruning"], thresholds, sm.params.prior_sd, skip),
     *claims.rhat_claims(rhat, skip),
     *claims.weight_space_claims(pd.read_csv(weight_space) if weight_space else None, thresholds, skip),
+    # beyond the paper, after the paper's claims: cyclical SG-MCMC as a fourth posterior
+    *claims.sgmcmc_claims(tables["metrics"], tables["sigma"], sgmcmc_rhat, pd.read_csv(weight_space) if weight_space else None,
+                          thresholds, sm.params.prior_sd, skip),
 ]
 reproduced = reproduction.reproduction(
     tables["not_experiment"], tables["interpolation"], tables["metrics"], tables["sigma"], tables["pruning"],

@@ -123,9 +123,16 @@ def vi_config(vi_cfg: dict, prior_sd: float):
     return vi.VIConfig(**keys.vi_kwargs(vi_cfg, prior_sd))
 
 
+def sgmcmc_config(sgmcmc_cfg: dict, prior_sd: float, matmul_precision: str):
+    """The library's SGMCMCConfig from the config's posterior.sgmcmc section."""
+    from compactbnn.inference import sgmcmc
+
+    return sgmcmc.SGMCMCConfig(**keys.sgmcmc_kwargs(sgmcmc_cfg, prior_sd, matmul_precision))
+
+
 def load_hmc_samples(paths, model) -> tuple[list, list[int]]:
-    """HMC samples of every chain of ``model`` (a ``compactbnn.models.Model``) pooled along one leading axis
-    (chain after chain), and each chain's count.
+    """HMC samples (or SG-MCMC's: the same files) of every chain of ``model`` (a ``compactbnn.models.Model``)
+    pooled along one leading axis (chain after chain), and each chain's count.
 
     Filled leaf by leaf into arrays allocated once: memory is the pooled samples plus one
     chain's file (1.6 GB per 1,000 samples of 784-512-10). A file of another model is refused.
@@ -156,6 +163,36 @@ def match_inputs(arrays: dict, compact_cfg: dict):
     return first(arrays["x_train"], compact_cfg.get("match_size")) if compact_cfg["matching"] == "activation" else None
 
 
-# the compact representations, by the names the posterior_metrics rule gives its inputs
+def weight_rhat_before_and_after(model, samples, counts: list[int], perms) -> dict:
+    """rhat.json's content: split R-hat of every weight across chains, before and after alignment by ``perms``.
+
+    ``samples``: the chains pooled chain after chain, ``counts`` each chain's number; the chains are
+    ravelled (and permuted) chunk by chunk. R-hat needs two or more chains of equal length, 4 samples each.
+    """
+    import jax
+
+    from compactbnn.inference import diagnostics
+    from compactbnn.symmetry import compact
+
+    def chain_draws(aligned: bool) -> list[np.ndarray]:
+        draws, start = [], 0
+        for count in counts:
+            part = jax.tree_util.tree_map(lambda leaf: leaf[start: start + count], samples)
+            part_perms = [p[start: start + count] for p in perms]
+            draws.append(np.asarray(compact.ravel_stack(model, part, part_perms if aligned else None), np.float32))
+            start += count
+        return draws
+
+    rhat = {"chains": len(counts), "samples_per_chain": counts}
+    if len(counts) >= 2 and len(set(counts)) == 1 and counts[0] >= 4:
+        rhat["before_alignment"] = diagnostics.weight_rhat(chain_draws(aligned=False))
+        rhat["after_alignment"] = diagnostics.weight_rhat(chain_draws(aligned=True))
+    else:
+        rhat["note"] = "R-hat of the weights needs at least two chains of equal length with 4 or more samples each"
+    return rhat
+
+
+# the compact representations, by the names the posterior_metrics rule gives its inputs (SG-MCMC's beyond the paper)
 GAUSSIAN_INPUTS = {("hmc", "q_d"): "hmc_q_d", ("hmc", "q_r"): "hmc_q_r", ("ensemble", "q_d"): "ensemble_q_d",
-                   ("ensemble", "q_r"): "ensemble_q_r", ("vi", "q"): "vi_q"}
+                   ("ensemble", "q_r"): "ensemble_q_r", ("vi", "q"): "vi_q", ("sgmcmc", "q_d"): "sgmcmc_q_d",
+                   ("sgmcmc", "q_r"): "sgmcmc_q_r"}

@@ -4,10 +4,9 @@ import json
 
 import jax
 import numpy as np
-from common import load_data, load_hmc_samples, match_inputs, model, start
+from common import load_data, load_hmc_samples, match_inputs, model, start, weight_rhat_before_and_after
 
 from compactbnn.symmetry import compact, permutation
-from compactbnn.inference import diagnostics
 from compactbnn import io
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -50,24 +49,9 @@ if "hmc_rebasin_sigma" in sm.output.keys():
     compact.save_compact(sm.output.hmc_rebasin_sigma, network, hmc_sigma)
 
 
-def chain_draws(aligned: bool) -> list[np.ndarray]:
-    """Each chain's samples as (draws, num_params), permuted chunk by chunk when aligned."""
-    draws, start = [], 0
-    for count in counts:
-        part = jax.tree_util.tree_map(lambda leaf: leaf[start: start + count], samples)
-        perms = [p[start: start + count] for p in hmc_r.perms]
-        draws.append(np.asarray(compact.ravel_stack(network, part, perms if aligned else None), np.float32))
-        start += count
-    return draws
-
-
 # Beyond the paper: split R-hat of every weight across chains, before and after alignment.
-rhat = {"chains": len(counts), "samples_per_chain": counts}
-if len(counts) >= 2 and len(set(counts)) == 1 and counts[0] >= 4:
-    rhat["before_alignment"] = diagnostics.weight_rhat(chain_draws(aligned=False))
-    rhat["after_alignment"] = diagnostics.weight_rhat(chain_draws(aligned=True))
+rhat = weight_rhat_before_and_after(network, samples, counts, hmc_r.perms)
+if "before_alignment" in rhat:
     log.info("weight R-hat median before %.3f, after %.3f", rhat["before_alignment"]["median"], rhat["after_alignment"]["median"])
-else:
-    rhat["note"] = "R-hat of the weights needs at least two chains of equal length with 4 or more samples each"
 with open(sm.output.rhat, "w") as handle:
     json.dump(rhat, handle, indent=2, default=float)

@@ -1,4 +1,4 @@
-"""Figure 4's data: every weight's mu and sigma for HMC, the ensemble and VI, before and after rebasin, and their correlations."""
+"""Figure 4's data: every weight's mu and sigma for HMC, the ensemble, VI and SG-MCMC, before and after rebasin, and their correlations."""
 
 from common import model, start
 
@@ -11,12 +11,15 @@ log = start(sm)
 network = model(sm.params.data, sm.params.model)
 vi_mean, vi_extra = io.load_networks(sm.input.vi, network)
 # Before rebasin each method is in its own basis (VI's q as trained); after, all are in HMC's reference's.
+# SG-MCMC (ours, beyond the paper) comes last: its columns and pairs are added to the paper's three methods'.
 before = {"hmc": compact.load_compact(sm.input.hmc_q_d, network).q,
           "ensemble": compact.load_compact(sm.input.ensemble_q_d, network).q,
-          "vi": compact.Gaussian(vi_mean, network.unravel(vi_extra["sd"]))}
+          "vi": compact.Gaussian(vi_mean, network.unravel(vi_extra["sd"])),
+          "sgmcmc": compact.load_compact(sm.input.sgmcmc_q_d, network).q}
 after = {"hmc": compact.load_compact(sm.input.hmc_q_r, network).q,
          "ensemble": compact.load_compact(sm.input.ensemble_q_r, network).q,
-         "vi": compact.load_compact(sm.input.vi_q, network).q}
+         "vi": compact.load_compact(sm.input.vi_q, network).q,
+         "sgmcmc": compact.load_compact(sm.input.sgmcmc_q_r, network).q}
 values = weight_space.weight_space_values(network, before, after)
 # gzip without a timestamp, so that equal values give equal files
 values.to_csv(sm.output.values, index=False, float_format="%.7g",

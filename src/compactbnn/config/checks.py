@@ -334,8 +334,9 @@ def stale_lock_note(workdir: str | os.PathLike = ".") -> str | None:
             "command once with --unlock added, then again without it: finished outputs and HMC checkpoints are kept.")
 
 
-def stale_checkpoints_note(hmc_dir: str | os.PathLike, current: str) -> str | None:
-    """A note naming the HMC checkpoints under ``hmc_dir`` other than the current config's (named ``current``).
+def stale_checkpoints_note(hmc_dir: str | os.PathLike, current: str, sampler: str = "HMC") -> str | None:
+    """A note naming the checkpoints of ``sampler``'s chains under ``hmc_dir`` (HMC's, or SG-MCMC's) other than the
+    current config's (named ``current``).
 
     A chain resumes only from the checkpoint of its current sampling config; those of earlier
     configs (changed, or failed and abandoned: up to 1.6 GB per chain at the paper's scale) stay
@@ -346,7 +347,7 @@ def stale_checkpoints_note(hmc_dir: str | os.PathLike, current: str) -> str | No
         return None
     sizes = [sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in stale]
     listed = ", ".join(f"{p} ({size / 1e6:,.0f} MB)" for p, size in zip(stale, sizes))
-    return (f"note: HMC checkpoints of earlier sampling configs, not resumed by this one: {listed}. "
+    return (f"note: {sampler} checkpoints of earlier sampling configs, not resumed by this one: {listed}. "
             f"Remove them (rm -r {' '.join(map(str, stale))}) unless you will return to those configs.")
 
 

@@ -14,4 +14,7 @@ CLAIM_IDS = (
     "ensemble_q_r_agreement", "ensemble_q_r_tv", "ensemble_mu_r_accuracy", "ensemble_sigma_r_tail_shorter",
     "merged_pruning_beats_ensemble", "merged_pruning_beats_hmc", "hmc_prior_level_sigma", "vi_prior_level_sigma",
     "rhat_drops_after_alignment", "weight_space_means_agree_after_rebasin",
+    # beyond the paper: cyclical SG-MCMC as a fourth posterior
+    "sgmcmc_q_r_agreement", "sgmcmc_q_r_tv", "sgmcmc_mu_r_accuracy", "sgmcmc_prior_level_sigma",
+    "sgmcmc_rhat_drops_after_alignment", "sgmcmc_weight_space_agrees_after_rebasin",
 )

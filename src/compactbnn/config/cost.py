@@ -24,8 +24,9 @@ that assumption (small networks run below a device's throughput, so small preset
 overestimated on GPUs). The work model of each rule is approximate (it counts the passes that
 dominate) and says nothing about memory.
 
-Cyclical SG-MCMC (posterior.sgmcmc) is not a workflow rule yet: ``sgmcmc_seconds`` prices its
-chains from the config alone, from rates measured by ``benchmarks/sgmcmc.py`` (``SGMCMC_CPU``).
+A cyclical SG-MCMC chain (rule ``sgmcmc_chain``) is priced by ``sgmcmc_seconds`` from rates that
+``benchmarks/sgmcmc.py`` measured on a CPU (``SGMCMC_CPU``), not from the figures' kinds: its steps are
+minibatch gradients plus one Gaussian draw per parameter, a cost the figures do not measure.
 
 The library reads no config files: ``scripts/cost.py`` loads the config, asks Snakemake for the
 DAG and prints the table.
@@ -111,9 +112,19 @@ def job_work(rule: str, config: dict) -> dict[str, float]:
         if cfg.get("matching", "activation") == "activation":
             work["alignment"] = rounds * networks * match * P
         return work
+    if rule == "compact_sgmcmc":
+        cfg = post["compact"]
+        w = sgmcmc_work(config)
+        match = min(N, cfg.get("match_size") or N)
+        cycles = w["kept"] // w["samples_per_cycle"]
+        # every sample aligned once to HMC's reference; then NoT between two samples, for about two pairs a cycle
+        # (consecutive cycles, within a cycle), before and after alignment
+        networks = w["chains"] * (w["kept"] + 2 * 2 * 2 * cycles)
+        return {"alignment": networks * match * P} if cfg.get("matching", "activation") == "activation" else {}
     if rule == "posterior_metrics":
-        hmc = post["hmc"]
+        hmc, sg = post["hmc"], sgmcmc_work(config)
         networks = hmc["chains"] * hmc["num_kept"] + post["ensemble"]["members"] + 5 * post["compact"]["q_samples"]
+        networks += sg["chains"] * sg["kept"] + 2 * post["compact"]["q_samples"]  # SG-MCMC's samples, q_d and q_r
         return {"forward": networks * T * P}
     if rule == "hmc_running_predictive":
         return {"forward": post["hmc"]["chains"] * post["hmc"]["num_kept"] * T * P}
@@ -126,9 +137,10 @@ def job_counts(config: dict) -> dict[str, int]:
     ``scripts/cost.py`` reads the DAG from Snakemake itself; this mirrors it for the GPU check.
     """
     runs, chains = config["not_experiment"]["runs"], config["posterior"]["hmc"]["chains"]
-    counts = {"train_not_run": runs, "analyse_not_run": runs, "hmc_chain": chains}
+    counts = {"train_not_run": runs, "analyse_not_run": runs, "hmc_chain": chains,
+              "sgmcmc_chain": config["posterior"]["sgmcmc"]["chains"]}
     for rule in ("collect_not_experiment", "train_interpolation", "analyse_interpolation", "train_ensemble", "fit_vi",
-                 "compact", "posterior_metrics", "hmc_running_predictive", "weight_space", "figure1", "figure2",
+                 "compact", "compact_sgmcmc", "posterior_metrics", "hmc_running_predictive", "weight_space", "figure1", "figure2",
                  "figure3", "figure4", "figure_s1", "figure_s2", "table1", "claims", "claims_html"):
         counts[rule] = 1
     if config["data"]["dataset"] == "mnist":
@@ -156,6 +168,8 @@ def job_seconds(rule: str, config: dict, figures: dict, overheads: dict | None =
     rate = rates(figures)
     overheads = overheads if overheads is not None else figures.get("overhead_s", {})
     seconds = overheads.get(rule, overheads.get("default", 0.0))
+    if rule == "sgmcmc_chain":  # from benchmarks/sgmcmc.py's rates (SGMCMC_CPU), kept samples evaluated at the forward rate
+        seconds += sgmcmc_seconds(config, rate["forward"])["chain_s"]
     for kind, work in job_work(rule, config).items():
         if kind not in rate:
             raise ValueError(f"the figures have no rate for {kind!r} (rule {rule})")
@@ -283,7 +297,7 @@ def sgmcmc_work(config: dict) -> dict:
     return {"steps": layout.total_steps, "noisy_steps": layout.cycles * layout.sampling_steps,
             "epochs": section["epochs"], "kept": layout.cycles * layout.samples_per_cycle, "num_train": n,
             "num_test": s.num_test, "batch_size": section["batch_size"], "work": s.work, "num_params": s.num_params,
-            "sampler": section["sampler"], "chains": section["chains"]}
+            "sampler": section["sampler"], "chains": section["chains"], "samples_per_cycle": section["samples_per_cycle"]}
 
 
 def sgmcmc_seconds(config: dict, forward_rate: float, measured: dict = SGMCMC_CPU) -> dict:

@@ -24,6 +24,8 @@ from scipy.stats import spearmanr
 from compactbnn.config.claim_ids import CLAIM_IDS  # noqa: F401 (the ids of the claims checked here)
 
 
+PAPER_METHODS = ("hmc", "ensemble", "vi")  # the paper's posteriors; SG-MCMC is ours, beyond it
+
 RELATIONS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt,
 }
@@ -278,22 +280,51 @@ def posterior_claims(metrics: pd.DataFrame, sigma: pd.DataFrame, pruning: pd.Dat
                          "the merged curve beats HMC's own (HMC mu_r pruned by HMC sigma_r): mean accuracy gain below 100 % retained",
                          "Figure 3 right", curves["merged"] - curves["hmc_mu_r"], ">", thresholds["merged_gain"]["hmc"], skip))
     for method, representation, name in (("hmc", "q_r", "HMC"), ("vi", "q", "VI")):
-        part = sigma_part(sigma, method, representation)
-        centres = 0.5 * (part["bin_left"] + part["bin_right"])
-        near_prior = part.loc[(centres >= 0.8 * prior_sd) & (centres <= 1.2 * prior_sd), "count"].sum() / part["count"].sum()
-        claims.append(_claim(f"{method}_prior_level_sigma",
-                             f"{name}: many weights keep prior-level sigma (the data leaves them unconstrained): fraction within 0.8-1.2 prior sd",
-                             "Figure 3 left", near_prior, ">=", thresholds["prior_level_fraction"], skip))
+        claims.append(_prior_level_claim(sigma, method, representation, name, thresholds, prior_sd, skip))
     return claims
+
+
+def prior_level_fraction(sigma: pd.DataFrame, method: str, representation: str, prior_sd: float) -> float:
+    """Share of a Gaussian's sigmas (sigma.csv's histogram) in bins centred within 0.8-1.2 prior sd."""
+    part = sigma_part(sigma, method, representation)
+    centres = 0.5 * (part["bin_left"] + part["bin_right"])
+    return _ratio(part.loc[(centres >= 0.8 * prior_sd) & (centres <= 1.2 * prior_sd), "count"].sum(), part["count"].sum())
+
+
+def _prior_level_claim(sigma, method, representation, name, thresholds, prior_sd, skip) -> Claim:
+    return _claim(f"{method}_prior_level_sigma",
+                  f"{name}: many weights keep prior-level sigma (the data leaves them unconstrained): fraction within 0.8-1.2 prior sd",
+                  "Figure 3 left", prior_level_fraction(sigma, method, representation, prior_sd), ">=",
+                  thresholds["prior_level_fraction"], skip)
 
 
 def rhat_claims(rhat: Mapping, skip=()) -> list[Claim]:
     """Beyond the paper: aligning samples removes the permutation part of the between-chain variance."""
     if "before_alignment" not in rhat or "after_alignment" not in rhat:
         return []
-    before, after = rhat["before_alignment"]["median"], rhat["after_alignment"]["median"]
     return [_claim("rhat_drops_after_alignment", "median split R-hat of the weights across chains: after / before alignment",
-                   "HMC diagnostics", _ratio(after, before), "<", 1.0, skip)]
+                   "HMC diagnostics", rhat_ratio(rhat), "<", 1.0, skip)]
+
+
+def rhat_ratio(rhat: Mapping) -> float:
+    """Median weight R-hat after alignment / before (rhat.json); NaN unless the one before is positive."""
+    return _ratio(rhat["after_alignment"]["median"], rhat["before_alignment"]["median"])
+
+
+def weight_space_gain(table: pd.DataFrame, keep: Callable[[str, str], bool]) -> tuple[float, str]:
+    """(mean over the kept method pairs of Pearson(mu) after minus before rebasin, the pairs' values as text).
+
+    ``keep(a, b)``: whether the pair (sorted by name) counts. NaN when a kept pair lacks a side or none is kept.
+    """
+    mu = table[table["quantity"] == "mu"]
+    pairs = mu.assign(pair=[tuple(sorted(p)) for p in zip(mu["method_a"], mu["method_b"])])
+    pairs = pairs[[keep(*pair) for pair in pairs["pair"]]]
+    by_pair = pairs.pivot_table(index="pair", columns="alignment", values="pearson", aggfunc="mean")
+    if by_pair.empty or not {"before", "after"} <= set(by_pair.columns):
+        return float("nan"), "the table lacks mu correlations before or after rebasin"
+    gains = by_pair["after"] - by_pair["before"]  # NaN where a pair lacks one side
+    gain = float(gains.mean()) if gains.notna().all() else float("nan")
+    return gain, "; ".join(f"{a}-{b}: {row['before']:.3g} -> {row['after']:.3g}" for (a, b), row in by_pair.iterrows())
 
 
 def weight_space_claims(table: pd.DataFrame | None, thresholds: Mapping, skip=()) -> list[Claim]:
@@ -305,15 +336,49 @@ def weight_space_claims(table: pd.DataFrame | None, thresholds: Mapping, skip=()
     """
     if table is None:
         return []
-    mu = table[table["quantity"] == "mu"]
-    pairs = mu.assign(pair=[tuple(sorted(p)) for p in zip(mu["method_a"], mu["method_b"])])
-    by_pair = pairs.pivot_table(index="pair", columns="alignment", values="pearson", aggfunc="mean")
-    if by_pair.empty or not {"before", "after"} <= set(by_pair.columns):
-        gain, detail = float("nan"), "the table lacks mu correlations before or after rebasin"
-    else:
-        gains = by_pair["after"] - by_pair["before"]  # NaN where a pair lacks one side
-        gain = float(gains.mean()) if gains.notna().all() else float("nan")
-        detail = "; ".join(f"{a}-{b}: {row['before']:.3g} -> {row['after']:.3g}" for (a, b), row in by_pair.iterrows())
+    # the paper's three methods; SG-MCMC's pairs have a claim of their own (sgmcmc_claims)
+    gain, detail = weight_space_gain(table, lambda a, b: a in PAPER_METHODS and b in PAPER_METHODS)
     return [_claim("weight_space_means_agree_after_rebasin",
                    "HMC, the ensemble and VI agree in weight space after rebasin: Pearson correlation of mu, after minus before, mean over method pairs",
                    "weight space", gain, ">", thresholds["weight_space_gain"], skip, detail)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Beyond the paper: cyclical SG-MCMC as a fourth posterior
+
+
+def sgmcmc_claims(metrics: pd.DataFrame, sigma: pd.DataFrame, rhat: Mapping | None, weight_space: pd.DataFrame | None,
+                  thresholds: Mapping, prior_sd: float, skip=()) -> list[Claim]:
+    """The paper's claims for HMC asked of cyclical SG-MCMC's samples; none when the tables hold no SG-MCMC rows.
+
+    q_r must beat q_d as a summary of SG-MCMC's own samples (``agreement_own``/``tv_own``: against
+    their predictive, as HMC's q's are against HMC's) and as a network (mu_r against mu_d), by the
+    margins of ``thresholds["q_r_gain"]["sgmcmc"]``; its sigma_r must reach prior level where the data
+    say nothing (``prior_level_fraction``); with ``rhat`` (sgmcmc_rhat.json, two or more chains) the
+    weights' R-hat must drop after alignment; with ``weight_space`` its mean weights must agree with
+    the other methods' after rebasin (mean Pearson gain over its pairs, ``weight_space_gain``).
+    """
+    if not (metrics["method"] == "sgmcmc").any():
+        return []
+    value = lambda representation, column: table1_value(metrics, "sgmcmc", representation, column)  # noqa: E731
+    gain = thresholds["q_r_gain"]["sgmcmc"]
+    claims = [
+        _claim("sgmcmc_q_r_agreement", "SG-MCMC: q_r agrees with its samples' predictive more than q_d: agreement(q_r) - agreement(q_d)",
+               "Table 1", value("q_r", "agreement_own") - value("q_d", "agreement_own"), ">", gain["agreement"], skip),
+        _claim("sgmcmc_q_r_tv", "SG-MCMC: q_r is closer to its samples' predictive than q_d: TV(q_d) - TV(q_r)",
+               "Table 1", value("q_d", "tv_own") - value("q_r", "tv_own"), ">", gain["tv"], skip),
+        _claim("sgmcmc_mu_r_accuracy", "SG-MCMC: the aligned mean mu_r is a better network than mu_d: test accuracy difference (fraction)",
+               "Table 1", value("q_r", "accuracy_mean") - value("q_d", "accuracy_mean"), ">", gain["mu_accuracy"], skip),
+        _prior_level_claim(sigma, "sgmcmc", "q_r", "SG-MCMC", thresholds, prior_sd, skip),
+    ]
+    if rhat is not None and "before_alignment" in rhat and "after_alignment" in rhat:
+        claims.append(_claim("sgmcmc_rhat_drops_after_alignment",
+                             "SG-MCMC: median split R-hat of the weights across chains: after / before alignment",
+                             "SG-MCMC diagnostics", rhat_ratio(rhat), "<", 1.0, skip))
+    if weight_space is not None:
+        ws_gain, detail = weight_space_gain(weight_space, lambda a, b: "sgmcmc" in (a, b))
+        claims.append(_claim("sgmcmc_weight_space_agrees_after_rebasin",
+                             "SG-MCMC agrees with HMC, the ensemble and VI in weight space after rebasin: Pearson correlation "
+                             "of mu, after minus before, mean over its pairs", "weight space", ws_gain, ">",
+                             thresholds["weight_space_gain"], skip, detail))
+    return claims

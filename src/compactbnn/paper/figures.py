@@ -33,7 +33,11 @@ PRUNING_STYLE = {
     "hmc_last_sample": ("last HMC sample (unaligned) by HMC $\\sigma_r$", "tab:green", "--"),
     "ensemble_last_member": ("last member (unaligned) by Ens. $\\sigma_r$", "tab:orange", "--"),
     "ensemble_mu_r_by_vi": ("Ens. $\\mu_r$ by VI $\\sigma$", "tab:gray", "--"),
+    # beyond the paper: cyclical SG-MCMC's own curves
+    "sgmcmc_mu_r": ("SG-MCMC $\\mu_r$ by its $\\sigma_r$", "tab:brown", "-"),
+    "sgmcmc_mu_d": ("SG-MCMC $\\mu_d$ by its $\\sigma_d$", "tab:brown", ":"),
 }
+SIGMA_PANELS = {"hmc": "HMC", "ensemble": "Deep ensemble", "vi": "Mean-field VI", "sgmcmc": "Cyclical SG-MCMC (ours)"}
 
 
 def _heatmap(ax, table: pd.DataFrame, value: str, norm, cmap: str):
@@ -100,10 +104,11 @@ def figure2(not_experiment: pd.DataFrame, interpolation: pd.DataFrame, barrier: 
 
 
 def figure3(sigma: pd.DataFrame, pruning: pd.DataFrame) -> plt.Figure:
-    """Left: histograms (log counts) of sigma_d, sigma_r and VI's sigma. Right: accuracy vs parameters retained."""
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2), constrained_layout=True)
-    titles = {"hmc": "HMC", "ensemble": "Deep ensemble", "vi": "Mean-field VI"}
-    for ax, method in zip(axes[:3], ("hmc", "ensemble", "vi")):
+    """Left: histograms (log counts) of sigma_d, sigma_r and VI's sigma, one panel per method (SG-MCMC's where the
+    table has it). Right: accuracy vs parameters retained."""
+    methods = [method for method in SIGMA_PANELS if method in set(sigma["method"])]
+    fig, axes = plt.subplots(1, len(methods) + 1, figsize=(5 * (len(methods) + 1), 4.2), constrained_layout=True)
+    for ax, method in zip(axes[:-1], methods):
         for representation, part in sigma[sigma["method"] == method].groupby("representation"):
             edges = np.append(part["bin_left"].to_numpy(), part["bin_right"].to_numpy()[-1])
             label = {"q_d": "$\\sigma_d$ (direct)", "q_r": "$\\sigma_r$ (rebasin)", "q": "$\\sigma$"}[representation]
@@ -111,9 +116,9 @@ def figure3(sigma: pd.DataFrame, pruning: pd.DataFrame) -> plt.Figure:
         ax.set_yscale("log")
         ax.set_xlabel("$\\sigma$")
         ax.set_ylabel("count")
-        ax.set_title(titles[method])
+        ax.set_title(SIGMA_PANELS[method])
         legends.below(ax, legends.named_handles([ax]), ncol=2, fontsize=8)
-    ax = axes[3]
+    ax = axes[-1]
     for curve, part in pruning.groupby("curve", sort=False):
         label, colour, style = PRUNING_STYLE[curve]
         ax.plot(part["retained_percent"], 100 * part["accuracy"], marker="o", ms=3, color=colour, ls=style, label=label)
@@ -129,8 +134,13 @@ TABLE1_COLUMNS = ["method", "representation", "agreement", "tv", "accuracy_sampl
 
 
 def table1(posterior_metrics: pd.DataFrame) -> pd.DataFrame:
-    """Table 1 in the issue's columns; accuracies in percent as the paper prints them."""
-    table = posterior_metrics[TABLE1_COLUMNS].copy()
+    """Table 1 in the issue's columns; accuracies in percent as the paper prints them.
+
+    ``agreement_own`` and ``tv_own`` (beyond the paper) ride along where the metrics have them, for
+    ``table1_markdown``; write ``table[TABLE1_COLUMNS]`` for the paper's columns alone.
+    """
+    own = [column for column in ("agreement_own", "tv_own") if column in posterior_metrics]
+    table = posterior_metrics[TABLE1_COLUMNS + own].copy()
     table[["accuracy_samples", "accuracy_mean"]] *= 100
     return table
 
@@ -148,16 +158,33 @@ def table1_markdown(table: pd.DataFrame) -> str:
         lines.append(f"| {row.method} | {row.representation} | {cell(row.agreement, printed[0], 4)} | "
                      f"{cell(row.tv, printed[1], 4)} | {cell(row.accuracy_samples, printed[2], 2)} | "
                      f"{cell(row.accuracy_mean, printed[3], 2)} |")
-    return "\n".join(lines) + "\n\nEach cell: this run (the paper's printed value).\n"
+    return "\n".join(lines) + "\n\nEach cell: this run (the paper's printed value).\n" + own_markdown(table)
+
+
+def own_markdown(table: pd.DataFrame) -> str:
+    """Beyond the paper: each row's agreement and TV against its own method's samples (``agreement_own``, ``tv_own``), where
+    the table has them (``table1`` keeps them when posterior_metrics.csv does); empty otherwise."""
+    if "agreement_own" not in table or table["agreement_own"].isna().all():
+        return ""
+    lines = ["", "Against the predictive of each method's own samples (beyond the paper; for HMC the same as above):", "",
+             "| method | representation | agreement with own samples | TV to own samples |", "|---|---|---|---|"]
+    for row in table.dropna(subset=["agreement_own"]).itertuples(index=False):
+        lines.append(f"| {row.method} | {row.representation} | {row.agreement_own:.4f} | {row.tv_own:.4f} |")
+    return "\n".join(lines) + "\n"
 
 
 def table1_html(table: pd.DataFrame) -> str:
     """Table 1 as an HTML page, the paper's printed value beside each of ours (Snakemake's report shows HTML inline)."""
-    rows = [line.strip("|").split(" | ") for line in table1_markdown(table).splitlines() if line.startswith("| ")]
+    rows = [line.strip("|").split(" | ") for line in table1_markdown(table[TABLE1_COLUMNS]).splitlines()
+            if line.startswith("| ")]
     frame = pd.DataFrame([[cell.strip() for cell in row] for row in rows[1:]], columns=[c.strip() for c in rows[0]])
+    own = table.dropna(subset=["agreement_own"]) if "agreement_own" in table else table.iloc[:0]
+    own_html = ("<p>Against the predictive of each method's own samples (beyond the paper):</p>\n"
+                + own[["method", "representation", "agreement_own", "tv_own"]].to_html(index=False, border=0, float_format="%.4f")
+                + "\n") if len(own) else ""
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Table 1</title></head><body>\n"
             + frame.to_html(index=False, border=0) + "\n<p>Each cell: this run (the paper's printed value).</p>\n"
-            + "</body></html>\n")
+            + own_html + "</body></html>\n")
 
 
 def table1_latex(table: pd.DataFrame) -> str:
@@ -313,12 +340,12 @@ def figure_s2(running: pd.DataFrame) -> plt.Figure:
 
 
 # --------------------------------------------------------------------------- Figure 4 (beyond the paper)
-METHOD_NAMES = {"hmc": "HMC", "ensemble": "Ens.", "vi": "VI"}
+METHOD_NAMES = {"hmc": "HMC", "ensemble": "Ens.", "vi": "VI", "sgmcmc": "SG-MCMC"}
 QUANTITY_SYMBOLS = {"mu": "\\mu", "sigma": "\\sigma"}
 
 
 def figure4(values: pd.DataFrame, correlations: pd.DataFrame, gridsize: int = 60) -> plt.Figure:
-    """One weight space for HMC, the ensemble and VI: every weight's mu and sigma, one row per method pair.
+    """One weight space for HMC, the ensemble, VI (and SG-MCMC): every weight's mu and sigma, one row per method pair.
 
     Columns: mu before rebasin (each method in its own basis), mu after (all in one reference's
     basis), then sigma before and after; before and after share their axes. Each panel is a hexbin
@@ -355,6 +382,7 @@ def figure4(values: pd.DataFrame, correlations: pd.DataFrame, gridsize: int = 60
         hexbin.set_norm(norm)
     fig.colorbar(hexbins[0], ax=axes, label="weights per hexagon", shrink=0.6)
     legends.under_figure(fig, legends.named_handles(axes.flat), ncol=1)
-    fig.suptitle("One weight space for HMC, the deep ensemble and VI: every weight's $\\mu$ and $\\sigma$, "
+    names = [METHOD_NAMES.get(m, m) for m in dict.fromkeys(m for pair in pairs for m in pair)]
+    fig.suptitle(f"One weight space for {', '.join(names[:-1])} and {names[-1]}: every weight's $\\mu$ and $\\sigma$, "
                  "before and after rebasin")
     return fig
