@@ -106,34 +106,69 @@ def clean_environment() -> dict:
     return {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
 
 
+def make_venv(folder: Path, *paths: str) -> Path:
+    """A virtual environment at ``folder`` whose Python sees ``paths`` first, then this test's packages.
+
+    Cheap instead of a full install (scripts/setup.sh takes minutes): a .pth file puts ``paths``
+    (a checkout's src/) on sys.path and adds this environment's site-packages as a site directory,
+    so its own .pth files (the editable install of compactbnn) apply too. ``bin/snakemake`` runs
+    Snakemake by this venv's Python, as an installed one would (a shell script: a #! line cannot
+    hold a path with a space), and this checkout's setup stamp is copied, so that
+    ``bash scripts/setup.sh`` takes the venv as set up from the same lock.
+    """
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    lines = [*paths, f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})"]
+    (Path(purelib) / "compactbnn_test_paths.pth").write_text("\n".join(lines) + "\n")
+    launcher = folder / "bin" / "snakemake"
+    launcher.write_text(f'#!/bin/sh\nexec {shlex.quote(str(python))} -m snakemake "$@"\n')
+    launcher.chmod(0o755)
+    stamp = Path(sys.prefix) / ".compactbnn-setup"
+    if stamp.exists():
+        shutil.copy2(stamp, folder / ".compactbnn-setup")
+    return python
+
+
 @dataclass
 class WorkflowRun:
     workdir: Path  # a copy of the repository holding the run's results/
     log: str  # what Snakemake printed
-    python: Path  # the interpreter Snakemake ran by: <workdir>/.venv/bin/python, a path with SPECIAL in it
-    links: Path  # the folder of the shell-safe links to it (compactbnn.config.interpreter)
+    python: Path  # the Python of <workdir>/.venv, which ran Snakemake: a path with SPECIAL in it
+
+    def snakemake(self, *args: str, timeout: int = 900, **kwargs):
+        """Snakemake in this run's directory by this run's Python, like ``snakemake()``.
+
+        By the same Python: the notebooks' jobs hold the interpreter's path as a param, so Snakemake
+        run by another one would plan them again.
+        """
+        import subprocess
+
+        return subprocess.run([str(self.python), "-m", "snakemake", *args], cwd=self.workdir, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout, env=clean_environment(), **kwargs)
 
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> WorkflowRun:
     """The smoke preset run end to end locally, once per test session, in a fresh copy of the repository.
 
-    The copy lies under a folder named SPECIAL, with a ``.venv`` that links this test's environment,
-    and Snakemake runs by that ``.venv``'s Python: the path that Snakemake's script: directive cannot
-    put into a shell command unquoted (snakemake issue 2645). So the one end-to-end run of the session
-    also shows that the workflow runs from a checkout and venv under such a path (tests/test_paths.py
-    checks how); its reruns and interruptions run on copies of it or in its directory.
+    The copy and its own ``.venv`` lie under a folder named SPECIAL, and Snakemake runs by that
+    ``.venv``'s Python: the path that Snakemake's script: directive cannot put into a shell command
+    unquoted (snakemake issue 2645). So the one end-to-end run of the session also shows that the
+    workflow runs from a checkout and venv under such a path (tests/test_paths.py checks how). Later
+    commands in its directory run by the same Python (``WorkflowRun.snakemake``, or the README's
+    ``.venv/bin/snakemake``).
     """
-    import subprocess
-    import sys
-
-    root = tmp_path_factory.mktemp("smoke")
-    workdir = copy_workflow(root / SPECIAL / "compactbnn")
-    (workdir / ".venv").symlink_to(sys.prefix, target_is_directory=True)
-    python = workdir / ".venv" / Path(sys.executable).relative_to(sys.prefix)
-    links = root / "cache"
-    result = subprocess.run([str(python), "-m", "snakemake", "--cores", "2", "--configfile", "presets/smoke.yaml"],
-                            cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800,
-                            env={**clean_environment(), "XDG_CACHE_HOME": str(links)})
+    workdir = copy_workflow(tmp_path_factory.mktemp("smoke") / SPECIAL / "compactbnn")
+    run = WorkflowRun(workdir, "", make_venv(workdir / ".venv", str(workdir / "src")))
+    result = run.snakemake("--cores", "2", "--configfile", "presets/smoke.yaml", timeout=1800)
     assert result.returncode == 0, result.stdout[-6000:]
-    return WorkflowRun(workdir, result.stdout, python, links / "compactbnn" / "python")
+    run.log = result.stdout
+    return run

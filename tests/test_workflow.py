@@ -45,6 +45,8 @@ def _expected_counts(preset: str | None) -> dict[str, int]:
     counts.update({"hmc_running_predictive": 1, "figure_s1": 1, "figure_s2": 1})
     # the weight-space comparison across methods (issue 10): its data and Figure 4
     counts.update({"weight_space": 1, "figure4": 1})
+    # cyclical SG-MCMC as a fourth posterior (issue 19): one job per chain, its alignment to HMC's reference
+    counts.update({"sgmcmc_chain": config["posterior"]["sgmcmc"]["chains"], "compact_sgmcmc": 1})
     if config["data"]["dataset"] == "mnist":
         counts["fetch_mnist"] = 1  # the fresh copy has no resources/mnist.npz
     counts["total"] = sum(counts.values())
@@ -71,7 +73,8 @@ def test_smoke_end_to_end_with_claims(smoke_run):
     assert list(table.columns) == ["method", "representation", "agreement", "tv", "accuracy_samples", "accuracy_mean"]
     assert list(zip(table.method, table.representation)) == [
         ("hmc", "sample"), ("hmc", "q_d"), ("hmc", "q_r"), ("ensemble", "sample"), ("ensemble", "q_d"),
-        ("ensemble", "q_r"), ("vi", "q"), ("ensemble", "q_lowrank")]
+        ("ensemble", "q_r"), ("vi", "q"), ("ensemble", "q_lowrank"), ("sgmcmc", "sample"), ("sgmcmc", "q_d"),
+        ("sgmcmc", "q_r")]
     assert "(0.8249)" in (out / "tables" / "table1.md").read_text()  # the paper's value beside ours
     assert "\\begin{tabular}" in (out / "tables" / "table1.tex").read_text()
     columns = {
@@ -89,9 +92,14 @@ def test_smoke_end_to_end_with_claims(smoke_run):
     assert set(pd.read_csv(out / "data" / "not_experiment.csv").curve) == {"init", "trained", "control"}
     assert set(pd.read_csv(out / "data" / "pruning.csv").curve) == {
         "hmc_mu_r", "hmc_mu_d", "ensemble_mu_r", "ensemble_mu_d", "merged", "vi",
-        "hmc_last_sample", "ensemble_last_member", "ensemble_mu_r_by_vi"}
+        "hmc_last_sample", "ensemble_last_member", "ensemble_mu_r_by_vi", "sgmcmc_mu_r", "sgmcmc_mu_d"}
     weight_space = pd.read_csv(out / "data" / "weight_space.csv")
-    assert len(weight_space) == 12 and set(weight_space.alignment) == {"before", "after"}
+    assert len(weight_space) == 24 and set(weight_space.alignment) == {"before", "after"}  # 6 pairs of 4 methods
+    modes = pd.read_csv(out / "data" / "sgmcmc_modes.csv")
+    assert set(modes.pair) == {"consecutive_cycles", "within_cycle"} and set(modes.alignment) == {"before", "after"}
+    for chain in (0, 1):
+        assert (out / "sgmcmc" / f"chain{chain}" / "trace.nc").stat().st_size > 0
+    assert "after_alignment" in json.loads((out / "compact" / "sgmcmc_rhat.json").read_text())
     claims = json.loads((out / "claims.json").read_text())
     failed = [c["id"] for c in claims["claims"] if c["passed"] is False]
     assert failed == [], f"claims that fail on the smoke preset: {failed}"
@@ -101,7 +109,7 @@ def test_smoke_end_to_end_with_claims(smoke_run):
 
 @pytest.mark.slow
 def test_nothing_left_to_do_and_notebook_edit_reruns_only_it(smoke_run):
-    result = snakemake(smoke_run.workdir, "-n", "--cores", "2", "--configfile", "presets/smoke.yaml")
+    result = smoke_run.snakemake("-n", "--cores", "2", "--configfile", "presets/smoke.yaml")
     assert "Nothing to be done" in result.stdout, result.stdout[-3000:]
     notebook = smoke_run.workdir / "notebooks" / "figure3.ipynb"
     original = notebook.read_text()
@@ -109,7 +117,7 @@ def test_nothing_left_to_do_and_notebook_edit_reruns_only_it(smoke_run):
         book = json.loads(original)
         book["cells"][0]["source"] += "\n\nEdited."
         notebook.write_text(json.dumps(book))
-        result = snakemake(smoke_run.workdir, "-n", "--cores", "2", "--configfile", "presets/smoke.yaml")
+        result = smoke_run.snakemake("-n", "--cores", "2", "--configfile", "presets/smoke.yaml")
         assert _job_counts(result.stdout) == {"figure3": 1, "all": 1, "total": 2}, result.stdout[-3000:]
     finally:
         notebook.write_text(original)

@@ -42,20 +42,20 @@ def edited(path):
 def test_rebinning_figure3_plans_only_the_figure(smoke_run, tmp_path):
     rebin = tmp_path / "rebin.yaml"
     rebin.write_text(yaml.safe_dump({"posterior": {"compact": {"sigma_bins": 7}}}))
-    assert planned(snakemake(smoke_run.workdir, "-n", "--cores", "1", *SMOKE, str(rebin))) == {"figure3": 1, "all": 1}
+    assert planned(smoke_run.snakemake("-n", "--cores", "1", *SMOKE, str(rebin))) == {"figure3": 1, "all": 1}
 
 
 def test_editing_the_plot_code_plans_the_figure_jobs(smoke_run):
     with edited(smoke_run.workdir / "src" / "compactbnn" / "paper" / "figures.py"):
-        jobs = planned(snakemake(smoke_run.workdir, "-n", "--cores", "1", *SMOKE))
+        jobs = planned(smoke_run.snakemake("-n", "--cores", "1", *SMOKE))
     assert {"figure1", "figure2", "figure3", "table1", "all"} <= set(jobs)
     assert all(rule.startswith(("figure", "table")) or rule == "all" for rule in jobs), jobs
-    assert planned(snakemake(smoke_run.workdir, "-n", "--cores", "1", *SMOKE)) == {}  # times restored
+    assert planned(smoke_run.snakemake("-n", "--cores", "1", *SMOKE)) == {}  # times restored
 
 
 def test_editing_a_script_plans_its_job_and_what_follows(smoke_run):
     with edited(smoke_run.workdir / "workflow" / "scripts" / "posterior_metrics.py"):
-        jobs = planned(snakemake(smoke_run.workdir, "-n", "--cores", "1", *SMOKE))
+        jobs = planned(smoke_run.snakemake("-n", "--cores", "1", *SMOKE))
     assert {"posterior_metrics", "figure3", "table1", "claims"} <= set(jobs)
     assert not {"hmc_chain", "compact", "train_ensemble", "fit_vi"} & set(jobs), jobs
 
@@ -67,7 +67,7 @@ def test_changed_hmc_config_stops_before_deleting_finished_chains(smoke_run, tmp
     before = [path.stat().st_mtime_ns for path in samples]
     changed = tmp_path / "step.yaml"
     changed.write_text(yaml.safe_dump({"posterior": {"hmc": {"step_size": 0.004}}}))
-    result = snakemake(smoke_run.workdir, "--cores", "1", *SMOKE, str(changed))
+    result = smoke_run.snakemake("--cores", "1", *SMOKE, str(changed))
     assert result.returncode != 0
     assert "HMC samples results/smoke/hmc/chain0/samples.npz and 1 more were drawn under another config" in result.stdout, (
         result.stdout[-3000:])
@@ -76,8 +76,8 @@ def test_changed_hmc_config_stops_before_deleting_finished_chains(smoke_run, tmp
     # more chains, or another acceptance threshold, leave the finished chains' sampling config alone
     more = tmp_path / "more.yaml"
     more.write_text(yaml.safe_dump({"posterior": {"hmc": {"chains": 3, "min_accept_rate": 0.5}}}))
-    assert planned(snakemake(smoke_run.workdir, "-n", "--cores", "1", *SMOKE, str(more)))["hmc_chain"] == 1
-    assert planned(snakemake(smoke_run.workdir, "-n", "--cores", "1", *SMOKE)) == {}
+    assert planned(smoke_run.snakemake("-n", "--cores", "1", *SMOKE, str(more)))["hmc_chain"] == 1
+    assert planned(smoke_run.snakemake("-n", "--cores", "1", *SMOKE)) == {}
 
 
 @pytest.fixture(scope="module")
