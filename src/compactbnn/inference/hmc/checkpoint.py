@@ -2,9 +2,9 @@
 
 A chain's checkpoint directory holds ``samples.npy`` (the kept samples, a memory map; only the
 rows of completed chunks count) and ``state.pkl``, the record: sampler state with its PRNG key,
-traces, counters and a fingerprint of the setup. The record is written after every chunk through
-``io.atomic_write`` (fsynced; the rename is the chunk's commit point) and the record before it is
-kept as ``state.previous.pkl``. This module alone builds, changes, writes and reads the record:
+traces, counters and a fingerprint of the setup. The record is written after every chunk, the
+record before it kept as ``state.previous.pkl`` (files, format checks and fallback shared with
+SG-MCMC's checkpoints: ``inference.records``). This module alone builds, changes, writes and reads the record:
 ``fingerprint`` and ``check_fingerprint``, ``ChainCheckpoint.new`` / ``resume`` /
 ``append_chunk`` / ``open_samples`` / ``results``, and ``load_finished``.
 
@@ -15,9 +15,6 @@ code does not orphan checkpoints); ``CHECKPOINT_FORMAT`` names its layout.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import pickle
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,32 +23,17 @@ import jax
 import numpy as np
 import numpyro
 
-from compactbnn import io
+from compactbnn.inference import records
+from compactbnn.inference.records import PREVIOUS_STATE_FILE, SAMPLES_FILE, STATE_FILE, digest  # noqa: F401 (re-exported)
 from compactbnn.inference.hmc.results import ChainResult
 from compactbnn.inference.hmc.settings import HMCConfig
 
 # 2: the fingerprint names the network by repr(model) (format 1 held an MLP's widths).
 CHECKPOINT_FORMAT = 2
-STATE_FILE = "state.pkl"
-SAMPLES_FILE = "samples.npy"
-# The record of the chunk before the last: a fallback if state.pkl is lost or damaged (a full disk,
-# a copy cut short). Its kept samples are a prefix of samples.npy's rows, so resuming from it redoes
-# one chunk and reproduces the uninterrupted chain bit for bit.
-PREVIOUS_STATE_FILE = "state.previous.pkl"
 # The per-iteration traces and their dtypes; every other list of trace names is derived from this one.
 TRACE_DTYPES = {"potential_energy": np.float32, "log_likelihood": np.float32, "accept_prob": np.float32,
                 "diverging": np.bool_, "nan_energy": np.bool_}
 TRACE_NAMES = tuple(TRACE_DTYPES)
-
-
-def digest(*arrays) -> str:
-    """SHA-256 of the arrays' dtypes, shapes and bytes: identifies the data and initialisations of a run."""
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def fingerprint(model, config: HMCConfig, *, train: tuple, test: tuple | None, keys, init: list | None,
@@ -77,35 +59,7 @@ def fingerprint(model, config: HMCConfig, *, train: tuple, test: tuple | None, k
 
 def check_fingerprint(stored: dict, current: dict, directory: Path) -> None:
     """Raise ``ValueError`` naming every difference unless the checkpoint's fingerprint is this run's."""
-    if stored == current:
-        return
-    differences = []
-    for key in sorted(set(stored) | set(current)):
-        a, b = stored.get(key), current.get(key)
-        if a == b or key == "config_digest":  # the config's fields are compared one by one instead
-            continue
-        if key == "config" and isinstance(a, dict) and isinstance(b, dict):
-            differences += [f"config.{k}: checkpoint {a.get(k)!r} vs now {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        else:
-            differences.append(f"{key} differs")
-    raise ValueError(
-        f"the HMC checkpoint in {directory} was written by a different run ({'; '.join(differences)}); "
-        "refusing to mix runs: use another checkpoint directory or delete this one"
-    )
-
-
-def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as stream:
-        record = pickle.load(stream)
-    fmt = record.get("fingerprint", {}).get("format") if isinstance(record, dict) else None
-    if fmt != CHECKPOINT_FORMAT:
-        found = "no HMC checkpoint" if fmt is None else f"an HMC checkpoint of format {fmt}"
-        raise _WrongFormat(f"{path} is {found}, this version reads format {CHECKPOINT_FORMAT}; delete it to restart")
-    return record
-
-
-class _WrongFormat(ValueError):
-    """A readable file of another layout: an error, not a damaged file to fall back from."""
+    records.check_fingerprint(stored, current, directory, "HMC")
 
 
 @dataclass
@@ -146,25 +100,9 @@ class ChainCheckpoint:
         another checkpoint format is an error.
         """
         directory = Path(directory)
-        for name in (STATE_FILE, PREVIOUS_STATE_FILE):
-            path = directory / name
-            if not path.exists():
-                continue
-            try:
-                record = _unpickle(path)
-            except _WrongFormat:
-                raise
-            except Exception as error:  # truncated or corrupted: EOFError, UnpicklingError, ValueError, ...
-                fallback = (f"falling back to {directory / PREVIOUS_STATE_FILE}" if name == STATE_FILE
-                            else "restarting the chain from its first iteration")
-                warnings.warn(f"HMC checkpoint {path} is unreadable ({type(error).__name__}: {error}); {fallback}",
-                              RuntimeWarning, stacklevel=3)
-                continue
-            if name == PREVIOUS_STATE_FILE and not (directory / STATE_FILE).exists():
-                warnings.warn(f"HMC checkpoint {directory / STATE_FILE} is missing; resuming from the previous chunk's {path}",
-                              RuntimeWarning, stacklevel=3)
-            return cls(directory, **record)
-        return None
+        record = records.read_record(directory, sampler="HMC", checkpoint_format=CHECKPOINT_FORMAT,
+                                     restart="restarting the chain from its first iteration")
+        return None if record is None else cls(directory, **record)
 
     @classmethod
     def resume(cls, directory, fingerprint: dict) -> "ChainCheckpoint | None":
@@ -187,30 +125,15 @@ class ChainCheckpoint:
         return self.completed_iterations == self.config.total_iterations
 
     def write(self) -> None:
-        """Pickle the record to state.pkl, keeping the one before as state.previous.pkl (``io.atomic_write``)."""
-        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "directory"}
-
-        def dump(tmp: Path) -> None:
-            with open(tmp, "wb") as stream:
-                pickle.dump(record, stream, protocol=pickle.HIGHEST_PROTOCOL)
-
-        io.atomic_write(self.directory / STATE_FILE, dump, fsync=True, previous=self.directory / PREVIOUS_STATE_FILE)
+        """Pickle the record to state.pkl, keeping the one before as state.previous.pkl."""
+        records.write_record(self.directory, {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "directory"})
 
     def open_samples(self, num_params: int) -> np.ndarray:
         """``samples.npy`` as a writable memory map (chains, num_kept, num_params) or (num_kept, num_params); new when no iteration is done."""
-        path = self.directory / SAMPLES_FILE
         shape = (self.fingerprint["config"]["num_kept"], num_params)
         if self.vectorized:
             shape = (len(self.fingerprint["chain_names"]),) + shape
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if self.completed_iterations == 0:
-            return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing but {self.directory / STATE_FILE} says samples were kept; delete the checkpoint to restart")
-        samples = np.load(path, mmap_mode="r+")
-        if samples.shape != shape or samples.dtype != np.float32:
-            raise ValueError(f"{path} holds {samples.dtype} {samples.shape}, expected float32 {shape}; delete the checkpoint to restart")
-        return samples
+        return records.open_samples(self.directory, shape, fresh=self.completed_iterations == 0)
 
     def append_chunk(self, samples: np.ndarray, *, state, traces: dict, n: int, kept: np.ndarray | None,
                      test: tuple | None, sampling_time: float, leapfrog_steps: int, wall_time: float) -> None:

@@ -3,18 +3,15 @@
 A checkpoint directory holds ``samples.npy`` (the kept samples, a memory map; rows of completed
 cycles only) and ``state.pkl``: the sampler state (positions and momenta; no PRNG key, since every
 random number is drawn from the chain's key and the step index), the traces, the kept samples'
-metrics, counters and a fingerprint of the setup. It is written after every cycle through
-``io.atomic_write`` (fsynced; the rename commits the cycle), the one before kept as
-``state.previous.pkl``: as HMC's checkpoints (``hmc.checkpoint``), a killed run resumes from the
-last completed cycle and ends with the samples of an uninterrupted run, bit for bit on one machine.
-On disk the record is a pickled dict of the dataclass's fields; ``CHECKPOINT_FORMAT`` names its layout.
+metrics, counters and a fingerprint of the setup. It is written after every cycle, the one
+before kept as ``state.previous.pkl`` (the files, format checks and fallback are HMC's too:
+``inference.records``): a killed run resumes from the last completed cycle and ends with the
+samples of an uninterrupted run, bit for bit on one machine. On disk the record is a pickled dict of the dataclass's fields; ``CHECKPOINT_FORMAT`` names its layout.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import pickle
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,48 +20,19 @@ import blackjax
 import jax
 import numpy as np
 
-from compactbnn import io
+from compactbnn.inference import records
+from compactbnn.inference.records import PREVIOUS_STATE_FILE, SAMPLES_FILE, STATE_FILE  # noqa: F401 (re-exported)
 from compactbnn.inference.sgmcmc.results import SGMCMCResult
 from compactbnn.inference.sgmcmc.schedule import Schedule
 from compactbnn.inference.sgmcmc.settings import SGMCMCConfig
 
 CHECKPOINT_FORMAT = 1
-STATE_FILE = "state.pkl"
-PREVIOUS_STATE_FILE = "state.previous.pkl"  # the cycle before: the fallback when state.pkl is lost or damaged
-SAMPLES_FILE = "samples.npy"
 KIND = "sgmcmc"  # marks the record, so that an HMC checkpoint directory is refused by name
 
 
 def check_fingerprint(stored: dict, current: dict, directory: Path) -> None:
     """Raise ``ValueError`` naming every difference unless the checkpoint was written by this run's setup."""
-    if stored == current:
-        return
-    differences = []
-    for key in sorted(set(stored) | set(current)):
-        a, b = stored.get(key), current.get(key)
-        if a == b or key == "config_digest":
-            continue
-        if key == "config" and isinstance(a, dict) and isinstance(b, dict):
-            differences += [f"config.{k}: checkpoint {a.get(k)!r} vs now {b.get(k)!r}"
-                            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        else:
-            differences.append(f"{key} differs")
-    raise ValueError(f"the SG-MCMC checkpoint in {directory} was written by a different run ({'; '.join(differences)}); "
-                     "refusing to mix runs: use another checkpoint directory or delete this one")
-
-
-class WrongFormat(ValueError):
-    """A readable file of another layout (or an HMC checkpoint): an error, not a damaged file to fall back from."""
-
-
-def unpickle(path: Path) -> dict:
-    with open(path, "rb") as stream:
-        record = pickle.load(stream)
-    stamp = record.get("fingerprint", {}) if isinstance(record, dict) else {}
-    if stamp.get("kind") != KIND or stamp.get("format") != CHECKPOINT_FORMAT:
-        found = f"an SG-MCMC checkpoint of format {stamp.get('format')}" if stamp.get("kind") == KIND else "no SG-MCMC checkpoint"
-        raise WrongFormat(f"{path} is {found}, this version reads format {CHECKPOINT_FORMAT}; delete it to restart")
-    return record
+    records.check_fingerprint(stored, current, directory, "SG-MCMC")
 
 
 @dataclass
@@ -93,21 +61,9 @@ class SGMCMCCheckpoint:
     def read(cls, directory) -> "SGMCMCCheckpoint | None":
         """The newest readable record (state.pkl, else the previous cycle's), or None; a damaged file is named in a warning."""
         directory = Path(directory)
-        for name in (STATE_FILE, PREVIOUS_STATE_FILE):
-            path = directory / name
-            if not path.exists():
-                continue
-            try:
-                record = unpickle(path)
-            except WrongFormat:
-                raise
-            except Exception as error:  # truncated or corrupted
-                warnings.warn(f"SG-MCMC checkpoint {path} is unreadable ({type(error).__name__}: {error}); "
-                              f"{'falling back to the previous cycle' if name == STATE_FILE else 'restarting'}",
-                              RuntimeWarning, stacklevel=3)
-                continue
-            return cls(directory, **record)
-        return None
+        record = records.read_record(directory, sampler="SG-MCMC", checkpoint_format=CHECKPOINT_FORMAT, kind=KIND,
+                                     restart="restarting the chain from its first step")
+        return None if record is None else cls(directory, **record)
 
     @classmethod
     def resume(cls, directory, fingerprint: dict) -> "SGMCMCCheckpoint | None":
@@ -131,30 +87,14 @@ class SGMCMCCheckpoint:
 
     def write(self) -> None:
         """Pickle the record to state.pkl, keeping the one before as state.previous.pkl."""
-        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "directory"}
-
-        def dump(tmp: Path) -> None:
-            with open(tmp, "wb") as stream:
-                pickle.dump(record, stream, protocol=pickle.HIGHEST_PROTOCOL)
-
-        io.atomic_write(self.directory / STATE_FILE, dump, fsync=True, previous=self.directory / PREVIOUS_STATE_FILE)
+        records.write_record(self.directory, {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "directory"})
 
     def open_samples(self, num_params: int) -> np.ndarray:
         """``samples.npy`` as a writable memory map ((chains,) num_kept, num_params); new when nothing is done."""
-        path = self.directory / SAMPLES_FILE
         shape = (len(self.schedule.kept_steps()), num_params)
         if self.fingerprint["vectorized"]:
             shape = (len(self.fingerprint["chain_names"]),) + shape
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if self.completed_steps == 0:
-            return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing but {self.directory / STATE_FILE} says samples were kept; "
-                                    "delete the checkpoint to restart")
-        samples = np.load(path, mmap_mode="r+")
-        if samples.shape != shape or samples.dtype != np.float32:
-            raise ValueError(f"{path} holds {samples.dtype} {samples.shape}, expected float32 {shape}; delete the checkpoint to restart")
-        return samples
+        return records.open_samples(self.directory, shape, fresh=self.completed_steps == 0)
 
     def append_cycle(self, samples: np.ndarray, *, state, log_density: np.ndarray, kept: np.ndarray, metrics: dict,
                      steps: int, sampling_time: float, wall_time: float) -> None:

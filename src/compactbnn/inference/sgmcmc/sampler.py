@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from compactbnn.inference.hmc.checkpoint import digest
+from compactbnn.inference.records import digest
 from compactbnn.inference.sgmcmc.checkpoint import CHECKPOINT_FORMAT, KIND, SGMCMCCheckpoint
 from compactbnn.inference.sgmcmc.programs import Programs, compile_programs, initial_state, solver_steps
 from compactbnn.inference.sgmcmc.results import SGMCMCResult
