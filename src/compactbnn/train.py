@@ -24,7 +24,7 @@ import optax
 from tqdm.auto import tqdm
 
 from compactbnn.config.fields import TRAIN_FIELDS, check_fields
-from compactbnn.models import Model, Params
+from compactbnn.models import IN_LOOP_MATMUL, Model, Params
 
 EVAL_BATCH_SIZE = 2000
 
@@ -88,7 +88,7 @@ def minibatch_indices(key: jax.Array, num_examples: int, batch_size: int) -> tup
 def map_objective(model: Model, params: Params, x: jax.Array, y: jax.Array, mask: jax.Array, prior_sd: float | None,
                   num_train: int) -> jax.Array:
     """Masked mean cross-entropy of ``model.apply``, plus the Gaussian prior term divided by N_train for MAP."""
-    nll = cross_entropy(model.apply(params, x), y)
+    nll = cross_entropy(model.apply(params, x, IN_LOOP_MATMUL), y)  # runs inside an epoch's lax.scan
     loss = jnp.sum(nll * mask) / jnp.sum(mask)
     if prior_sd is not None:
         squared = sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(params))

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from compactbnn import train
 from compactbnn.inference import bnn
 from compactbnn.config.fields import VI_FIELDS, check_fields
-from compactbnn.models import Model, Params
+from compactbnn.models import IN_LOOP_MATMUL, Model, Params
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def minibatch_model(model: Model, x, y, indices, mask, *, prior_sd: float):
     ``mask`` (B,) marks the real rows of a padded batch, or None when no batch is padded.
     """
     with handlers.substitute(data={"data": indices}):
-        bnn.bnn_model(model, x, y, prior_sd, subsample_size=indices.shape[0], mask=mask)
+        bnn.bnn_model(model, x, y, prior_sd, IN_LOOP_MATMUL, subsample_size=indices.shape[0], mask=mask)  # in lax.scan
 
 
 def loc_name(site: str) -> str:

@@ -26,6 +26,13 @@ import jax.numpy as jnp
 
 Params = Any  # a pytree: a sequence or mapping of layer dicts {name: array}
 
+# The network's products, given as ``matmul`` by code whose steps run inside a loop body (``lax.scan``,
+# ``fori_loop``: training, HMC, SG-MCMC, VI): plain float32 matrix products, with which a convolutional
+# model computes its convolutions as matrix products too. XLA on CPUs runs a convolution some 7 times
+# slower inside a loop body than those products (``cnn.conv``), and faster outside one, where the
+# default (None) keeps it. An MLP computes the same with it as without.
+IN_LOOP_MATMUL = jnp.matmul
+
 
 @dataclass(frozen=True)
 class PermutationSpec:

@@ -41,21 +41,24 @@ POOL = 2  # 2x2 max pooling, stride 2, floor
 def conv(h: jax.Array, weight: jax.Array, bias: jax.Array, matmul: Callable | None = None) -> jax.Array:
     """A 3x3 convolution of (N, H, W, C_in) feature maps with an (out, in, 3, 3) weight: (N, H, W, out).
 
-    Computed as the sum over the 9 taps (i, j) of the input shifted by (i, j) times the tap's
-    (in, out) weights: matrix products only, through ``matmul`` where given (a low-precision product
-    for mixed-precision HMC) and ``jnp.matmul`` otherwise. Not XLA's convolution, because XLA on
-    CPUs runs a convolution inside a loop body some 7 times slower than outside one, and every
-    training, HMC, SG-MCMC and VI step runs inside one (``lax.scan``, ``fori_loop``); these products
-    do not slow down there. Measured for presets/cnn.yaml's CNN on 2 idle CPU cores (2026-12-02): a
-    step of 12 vmapped networks on 64 images inside a ``lax.scan`` 96 ms (XLA's convolution: 711
-    ms), a gradient on 300 images inside a ``fori_loop`` 37 ms (202 ms); outside loops a forward
-    pass of 12 networks on 640 images 744 ms (691 ms) and one gradient 49 ms (35 ms). The same
-    function up to float32 rounding.
+    Without ``matmul``, XLA's convolution. With it (a low-precision product for mixed-precision HMC,
+    or ``base.IN_LOOP_MATMUL`` from code that runs inside a loop body), the sum over the 9 taps (i,
+    j) of the input shifted by (i, j) times the tap's (in, out) weights: matrix products only, each
+    through ``matmul``. XLA on CPUs runs a convolution inside a loop body (``lax.scan``,
+    ``fori_loop``) some 7 times slower than outside one, and these products do not slow down there;
+    outside loops the convolution is faster. Measured for presets/cnn.yaml's CNN on 2 idle CPU cores
+    (2026-12-02), products vs convolution: a step of 12 vmapped networks on 64 images inside a
+    ``lax.scan`` 96 vs 711 ms, a gradient on 300 images inside a ``fori_loop`` 37 vs 202 ms; outside
+    loops one gradient 49 vs 35 ms, and the workflow's evaluations (``analyse_not_run``, predictive
+    of HMC's samples) 2.5-3 times slower. The same function up to float32 rounding.
     """
-    product = matmul if matmul is not None else jnp.matmul
+    if matmul is None:
+        padding = ((KERNEL // 2, KERNEL // 2),) * 2
+        out = jax.lax.conv_general_dilated(h, weight, (1, 1), padding, dimension_numbers=("NHWC", "OIHW", "NHWC"))
+        return out + bias
     n, height, width, channels = h.shape
     padded = jnp.pad(h, ((0, 0), (KERNEL // 2, KERNEL // 2), (KERNEL // 2, KERNEL // 2), (0, 0)))
-    out = sum(product(padded[:, i: i + height, j: j + width, :].reshape(-1, channels), weight[:, :, i, j].T)
+    out = sum(matmul(padded[:, i: i + height, j: j + width, :].reshape(-1, channels), weight[:, :, i, j].T)
               for i in range(KERNEL) for j in range(KERNEL))  # 2-D products, as mixed precision's matmul takes
     return out.reshape(n, height, width, -1) + bias
 

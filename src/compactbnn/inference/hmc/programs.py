@@ -21,7 +21,7 @@ import numpy as np
 from compactbnn.inference.bnn import log_likelihood_of_logits, log_prior
 from compactbnn.inference.hmc.checkpoint import TRACE_DTYPES, TRACE_NAMES
 from compactbnn.inference.hmc.settings import HMCConfig, make_kernel
-from compactbnn.models import Model
+from compactbnn.models import IN_LOOP_MATMUL, Model
 
 PROGRAM_CACHE_SIZE = 4  # sets of compiled programs kept per process
 
@@ -115,7 +115,7 @@ def chunk_function(model: Model, config: HMCConfig, kernel, capacity: int, vecto
 def test_function(model: Model, vectorized: bool) -> Callable:
     """(kept (capacity + 1, P), x_test, y_test) -> (summed log-likelihood, accuracy) per row."""
     def one(flat, xt, yt):
-        logits = model.apply(model.unravel(flat), xt)
+        logits = model.apply(model.unravel(flat), xt, IN_LOOP_MATMUL)  # inside lax.map and the chunk's fori_loop
         return log_likelihood_of_logits(logits, yt), jnp.mean(jnp.argmax(logits, axis=-1) == yt)
 
     def many(kept, xt, yt):

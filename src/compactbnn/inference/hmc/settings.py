@@ -17,7 +17,7 @@ import numpy as np
 from compactbnn.config.fields import HMC_FIELDS, check_fields, check_hmc, check_kept
 from compactbnn.inference.hmc import mixed_precision
 from compactbnn.inference.bnn import bnn_model
-from compactbnn.models import Model
+from compactbnn.models import IN_LOOP_MATMUL, Model
 
 
 def kept_indices(keep_first: int = 600, keep_last: int = 9999, num_kept: int = 1000) -> np.ndarray:
@@ -121,7 +121,8 @@ def make_kernel(model: Model, config: HMCConfig, backend: str | None = None) -> 
     """
     if not isinstance(model, Model):
         raise TypeError(f"model must be a compactbnn.models.Model, got {type(model).__name__}")
-    potential_model = partial(bnn_model, model, prior_sd=float(config.prior_sd))
+    # every leapfrog step runs inside fori_loops (leapfrog steps, iterations)
+    potential_model = partial(bnn_model, model, prior_sd=float(config.prior_sd), matmul=IN_LOOP_MATMUL)
     product = mixed_precision.matmul(config.gradient_precision, backend)
     if product is not None:
         mixed_precision.check_deterministic_reductions(backend)

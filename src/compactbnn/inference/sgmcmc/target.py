@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from compactbnn.inference import bnn
-from compactbnn.models import Model
+from compactbnn.models import IN_LOOP_MATMUL, Model
 
 
 def _identity(value):
@@ -73,7 +73,7 @@ def network_target(model: Model, prior_sd: float, init: str = "pytorch") -> Targ
 
     def log_likelihood(params, example):
         x, y = example
-        return bnn.log_likelihood(model, params, x[None], y[None])
+        return bnn.log_likelihood(model, params, x[None], y[None], IN_LOOP_MATMUL)  # every step is in a fori_loop
 
     def initial(key):
         if init == "pytorch":
@@ -82,7 +82,7 @@ def network_target(model: Model, prior_sd: float, init: str = "pytorch") -> Targ
 
     def evaluate(params, batch):
         x, y = batch
-        logits = model.apply(params, x)
+        logits = model.apply(params, x, IN_LOOP_MATMUL)
         picked = jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None].astype(jnp.int32), axis=-1)[:, 0]
         return {"log_likelihood": picked, "accuracy": (jnp.argmax(logits, axis=-1) == y).astype(jnp.float32)}
 
