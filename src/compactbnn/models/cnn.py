@@ -50,7 +50,7 @@ def conv(h: jax.Array, weight: jax.Array, bias: jax.Array, matmul: Callable | No
     (2026-12-02), products vs convolution: a step of 12 vmapped networks on 64 images inside a
     ``lax.scan`` 96 vs 711 ms, a gradient on 300 images inside a ``fori_loop`` 37 vs 202 ms; outside
     loops one gradient 49 vs 35 ms, and the workflow's evaluations (``analyse_not_run``, predictive
-    of HMC's samples) 2.5-3 times slower. The same function up to float32 rounding.
+    of HMC's samples) 2-3 times slower. The same function up to float32 rounding.
     """
     if matmul is None:
         padding = ((KERNEL // 2, KERNEL // 2),) * 2
