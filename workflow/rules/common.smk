@@ -34,12 +34,6 @@ def notebook_python():
     return shlex.quote(sys.executable)
 
 
-# A global that the notebooks' shell: commands name, not a param: params are part of what a job was
-# planned with, so Snakemake run by another Python (a second venv, a renamed checkout) would rerun
-# every figure and table.
-NOTEBOOK_PYTHON = notebook_python()
-
-
 def data_inputs():
     """Files the data set needs: the cached MNIST arrays, unless IDX files or the digits are used."""
     data = config["data"]
