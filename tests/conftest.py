@@ -148,8 +148,8 @@ class WorkflowRun:
     def snakemake(self, *args: str, timeout: int = 900, **kwargs):
         """Snakemake in this run's directory by this run's Python, like ``snakemake()``.
 
-        By the same Python, as a user of that checkout would run it (its ``.venv/bin/snakemake``); another
-        plans nothing new either (tests/test_workflow_reruns.py).
+        By the same Python: the notebooks' jobs hold the interpreter's path as a param, so Snakemake
+        run by another one would plan them again.
         """
         import subprocess
 
@@ -165,7 +165,7 @@ def smoke_run(tmp_path_factory) -> WorkflowRun:
     ``.venv``'s Python: the path that Snakemake's script: directive cannot put into a shell command
     unquoted (snakemake issue 2645). So the one end-to-end run of the session also shows that the
     workflow runs from a checkout and venv under such a path (tests/test_paths.py checks how). Later
-    commands in its directory mostly run by the same Python (``WorkflowRun.snakemake``, or the README's
+    commands in its directory run by the same Python (``WorkflowRun.snakemake``, or the README's
     ``.venv/bin/snakemake``).
     """
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke") / SPECIAL / "compactbnn")

@@ -78,7 +78,7 @@ def test_an_interpreter_whose_own_folder_is_unsafe_is_refused(tmp_path):
 
 def test_every_shell_command_quotes_what_comes_from_a_path_or_the_config():
     """Each {placeholder} of a shell: command is quoted by :q, or is a param the rule file quoted itself."""
-    prequoted = {"NOTEBOOK_PYTHON", "params.arguments"}  # common.smk's notebook_python(), notebooks.smk's arguments
+    prequoted = {"params.python", "params.arguments"}  # common.smk's notebook_python, notebooks.smk's arguments
     commands, directives = [], 0
     for rules in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         text = rules.read_text()

@@ -4,9 +4,7 @@ touched, not made: editing one notebook plans only its job, editing the plot cod
 
 import os
 import re
-import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import yaml
@@ -45,13 +43,6 @@ def test_rebinning_figure3_plans_only_the_figure(smoke_run, tmp_path):
     rebin = tmp_path / "rebin.yaml"
     rebin.write_text(yaml.safe_dump({"posterior": {"compact": {"sigma_bins": 7}}}))
     assert planned(smoke_run.snakemake("-n", "--cores", "1", *SMOKE, str(rebin))) == {"figure3": 1, "all": 1}
-
-
-def test_snakemake_by_another_python_plans_nothing(smoke_run):
-    """The session's smoke run was made by the Python of a venv under a special path; this test's Python is
-    another one. The notebooks' interpreter is not part of what their jobs were planned with (NOTEBOOK_PYTHON)."""
-    assert Path(sys.executable) != smoke_run.python
-    assert planned(snakemake(smoke_run.workdir, "-n", "--cores", "1", *SMOKE)) == {}
 
 
 def test_editing_the_plot_code_plans_the_figure_jobs(smoke_run):

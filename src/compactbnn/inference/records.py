@@ -73,12 +73,13 @@ def unpickle(path: Path, *, sampler: str, checkpoint_format: int, kind: str | No
     return record
 
 
-def read_record(directory: Path, *, sampler: str, checkpoint_format: int, kind: str | None = None,
-                restart: str = "restarting from the first step") -> dict | None:
+def read_record(directory: Path, *, sampler: str, checkpoint_format: int, unit: str, restart: str,
+                kind: str | None = None) -> dict | None:
     """The newest readable record: state.pkl, else the one before, else None (the run restarts).
 
-    An unreadable file is named in a RuntimeWarning before falling back (``restart`` says what
-    happens when neither can be read); a readable record of another format or sampler is an error.
+    An unreadable or missing file is named in a RuntimeWarning before falling back (``unit``: what a
+    record commits, "chunk" or "cycle"; ``restart``: what happens when neither can be read); a
+    readable record of another format or sampler is an error.
     """
     for name in (STATE_FILE, PREVIOUS_STATE_FILE):
         path = directory / name
@@ -94,7 +95,7 @@ def read_record(directory: Path, *, sampler: str, checkpoint_format: int, kind: 
                           RuntimeWarning, stacklevel=4)
             continue
         if name == PREVIOUS_STATE_FILE and not (directory / STATE_FILE).exists():
-            warnings.warn(f"{sampler} checkpoint {directory / STATE_FILE} is missing; resuming from the one before, {path}",
+            warnings.warn(f"{sampler} checkpoint {directory / STATE_FILE} is missing; resuming from the previous {unit}'s {path}",
                           RuntimeWarning, stacklevel=4)
         return record
     return None

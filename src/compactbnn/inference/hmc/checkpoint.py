@@ -100,7 +100,7 @@ class ChainCheckpoint:
         another checkpoint format is an error.
         """
         directory = Path(directory)
-        record = records.read_record(directory, sampler="HMC", checkpoint_format=CHECKPOINT_FORMAT,
+        record = records.read_record(directory, sampler="HMC", checkpoint_format=CHECKPOINT_FORMAT, unit="chunk",
                                      restart="restarting the chain from its first iteration")
         return None if record is None else cls(directory, **record)
 

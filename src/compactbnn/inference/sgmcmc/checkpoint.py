@@ -6,7 +6,8 @@ random number is drawn from the chain's key and the step index), the traces, the
 metrics, counters and a fingerprint of the setup. It is written after every cycle, the one
 before kept as ``state.previous.pkl`` (the files, format checks and fallback are HMC's too:
 ``inference.records``): a killed run resumes from the last completed cycle and ends with the
-samples of an uninterrupted run, bit for bit on one machine. On disk the record is a pickled dict of the dataclass's fields; ``CHECKPOINT_FORMAT`` names its layout.
+samples of an uninterrupted run, bit for bit on one machine. On disk the record is a pickled dict
+of the dataclass's fields; ``CHECKPOINT_FORMAT`` names its layout.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ class SGMCMCCheckpoint:
     def read(cls, directory) -> "SGMCMCCheckpoint | None":
         """The newest readable record (state.pkl, else the previous cycle's), or None; a damaged file is named in a warning."""
         directory = Path(directory)
-        record = records.read_record(directory, sampler="SG-MCMC", checkpoint_format=CHECKPOINT_FORMAT, kind=KIND,
-                                     restart="restarting the chain from its first step")
+        record = records.read_record(directory, sampler="SG-MCMC", checkpoint_format=CHECKPOINT_FORMAT, unit="cycle",
+                                     restart="restarting the chain from its first step", kind=KIND)
         return None if record is None else cls(directory, **record)
 
     @classmethod
