@@ -158,9 +158,13 @@ def load_hmc_samples(paths, model) -> tuple[list, list[int]]:
     return pooled, counts
 
 
-def match_inputs(arrays: dict, compact_cfg: dict):
-    """Inputs for activation matching (None for the weight-based methods, which need none)."""
-    return first(arrays["x_train"], compact_cfg.get("match_size")) if compact_cfg["matching"] == "activation" else None
+def matching_options(arrays: dict, compact_cfg: dict) -> dict:
+    """How Experiment C's rebasin matches (rules compact and compact_sgmcmc alike): the method, its
+    inputs (images for activation matching, None for the weight-based methods) and its key."""
+    import jax  # here, not at the top: start() configures JAX before a job's first array
+
+    x = first(arrays["x_train"], compact_cfg.get("match_size")) if compact_cfg["matching"] == "activation" else None
+    return dict(method=compact_cfg["matching"], x=x, key=jax.random.key(compact_cfg["seed"]))
 
 
 def weight_rhat_before_and_after(model, samples, counts: list[int], perms) -> dict:

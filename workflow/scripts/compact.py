@@ -2,9 +2,8 @@
 
 import json
 
-import jax
 import numpy as np
-from common import load_data, load_hmc_samples, match_inputs, model, start, weight_rhat_before_and_after
+from common import load_data, load_hmc_samples, matching_options, model, start, weight_rhat_before_and_after
 
 from compactbnn.symmetry import compact, permutation
 from compactbnn import io
@@ -14,7 +13,7 @@ log = start(sm)
 cfg = sm.params.compact
 arrays = load_data(sm.params.data)
 network = model(sm.params.data, sm.params.model)
-options = dict(method=cfg["matching"], x=match_inputs(arrays, cfg), key=jax.random.key(cfg["seed"]))
+options = matching_options(arrays, cfg)
 
 samples, counts = load_hmc_samples(sm.input.hmc, network)
 log.info("HMC: %d samples from %d chain(s); aligning to reference '%s' by %s matching", sum(counts), len(counts),

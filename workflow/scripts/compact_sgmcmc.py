@@ -2,9 +2,8 @@
 
 import json
 
-import jax
 import numpy as np
-from common import load_data, load_hmc_samples, match_inputs, model, start, weight_rhat_before_and_after
+from common import load_data, load_hmc_samples, matching_options, model, start, weight_rhat_before_and_after
 
 from compactbnn import io
 from compactbnn.paper import modes
@@ -16,7 +15,7 @@ cfg = sm.params.compact
 arrays = load_data(sm.params.data)
 network = model(sm.params.data, sm.params.model)
 # the rebasin of HMC's samples (rule compact): the same method, matching images and key
-options = dict(method=cfg["matching"], x=match_inputs(arrays, cfg), key=jax.random.key(cfg["seed"]))
+options = matching_options(arrays, cfg)
 
 samples, counts = load_hmc_samples(sm.input.sgmcmc, network)
 cycles = np.concatenate([io.load_vectors(path, network)[1]["kept_cycles"] for path in sm.input.sgmcmc])
