@@ -12,7 +12,7 @@ min_version("9.0")
 # Snakemake env; src/ on the path, so that it runs this repository's code whether or not compactbnn is installed.
 sys.path.insert(0, f"{workflow.basedir}/src")
 from compactbnn.config import checks as config_checks
-from compactbnn.config import interpreter
+from compactbnn.config import compile_cache, interpreter
 
 # Snakemake runs every script: job as the shell command `<sys.executable> <script>` without quoting the
 # interpreter (snakemake/snakemake#2645): from a checkout or venv under a path with a space, ' or &, each
@@ -38,6 +38,11 @@ try:
     config_checks.check_results_writable(f"results/{config['name']}")
 except config_checks.ConfigError as error:
     sys.exit(str(error))
+# Jobs of the same shapes (Experiment A's runs, HMC's chains, a job run again) read the XLA programs that an
+# earlier job compiled instead of compiling them again: through JAX's environment variables, which every job
+# inherits (compactbnn.config.compile_cache).
+if config["compilation_cache"]:
+    compile_cache.use(config["compilation_cache"])
 if workflow.is_main_process and "--unlock" not in sys.argv:
     note = config_checks.stale_lock_note()
     if note:

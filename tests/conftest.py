@@ -102,10 +102,12 @@ SPECIAL = "a b'c&d é"
 
 
 def clean_environment() -> dict:
-    """This process's environment without the variables that would pick another venv or package path."""
+    """This process's environment without the variables that would pick another venv, package path or
+    compilation cache (the workflow's jobs use the one its config names)."""
     import os
 
-    return {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    unset = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "JAX_COMPILATION_CACHE_DIR")
+    return {key: value for key, value in os.environ.items() if key not in unset}
 
 
 def make_venv(folder: Path, *paths: str) -> Path:

@@ -96,6 +96,8 @@ BAD_CONFIGS = [
     ({"model.hidden": []}, "model.hidden"),
     ({"model.hidden": [1]}, "model.hidden[0]"),
     ({"matmul_precision": "fast"}, "matmul_precision"),
+    ({"compilation_cache": ""}, "compilation_cache"),
+    ({"compilation_cache": 3}, "compilation_cache"),
     ({"figures.barrier": "maximum"}, "figures.barrier"),
     ({"not_experiment.training.optimizer": "sdg"}, "not_experiment.training.optimizer"),
     ({"not_experiment.training.momentum": 1.0}, "not_experiment.training.momentum"),

@@ -26,6 +26,8 @@ import pytest
 
 from conftest import copy_workflow, snakemake
 
+from compactbnn.config import compile_cache
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,12 +162,16 @@ def _tables(results: Path) -> dict[str, Path]:
 def runs(slurm_cluster, smoke_run, tmp_path_factory):
     """The smoke preset run through SLURM, beside the session's local run of it."""
     on_slurm = copy_workflow(tmp_path_factory.mktemp("slurm_run"))
+    # The cluster's jobs read the programs that the local run's jobs compiled, as a user's second run of the
+    # same workflow would (config key compilation_cache): the numbers must still agree to the last bit.
+    environment = {**_activated_environment(),
+                   **compile_cache.environment(smoke_run.workdir / ".snakemake" / "jax-cache")}
     cluster_result = snakemake(
         on_slurm, "--configfile", PRESET, "--profile", "profiles/slurm",
         # poll sacct every few seconds, not the 40 s that suits a busy cluster
         "--slurm-init-seconds-before-status-checks", "2",
         "--latency-wait", "10",
-        timeout=SLURM_TIMEOUT_S, env=_activated_environment(),
+        timeout=SLURM_TIMEOUT_S, env=environment,
     )
     _check_finished(cluster_result, "the smoke run through profiles/slurm")
     return {"local": smoke_run.workdir, "local_log": smoke_run.log, "slurm": on_slurm, "slurm_log": cluster_result.stdout}
