@@ -879,7 +879,7 @@ def _config_claims(preset: str | None) -> dict:
     return section
 
 
-@pytest.mark.parametrize("preset", [None, "quick", "smoke"])
+@pytest.mark.parametrize("preset", [None, "quick", "smoke", "workstation"])
 def test_config_thresholds_hold_on_the_papers_numbers(preset):
     thresholds = _config_claims(preset)
     checked = run_claims(paper_tables(), thresholds=thresholds, skip=set(thresholds["skip"]))

@@ -186,13 +186,14 @@ def test_several_problems_are_listed_after_the_first_line():
     assert len(lines) < 10 and sum("config key" in line for line in lines) == 2, lines
 
 
-@pytest.mark.parametrize("preset", [None, "quick", "smoke", "cnn"])
+@pytest.mark.parametrize("preset", [None, "quick", "smoke", "cnn", "workstation"])
 def test_every_preset_passes_and_gets_the_defaults(preset):
     cfg = checks.read_config_file(REPO / "config.yaml")
     if preset:
         checks.merge(cfg, checks.read_config_file(REPO / "presets" / f"{preset}.yaml"))
     check_config(cfg, SCHEMA)
     assert cfg["conda_env"] == "cpu" and cfg["posterior"]["hmc"]["min_accept_rate"] == 0.05
+    assert cfg["compilation_cache"] == ".snakemake/jax-cache"
 
 
 def test_a_whole_number_name_and_odd_but_plain_names_pass():
