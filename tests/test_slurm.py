@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import copy_workflow, snakemake
+from conftest import copy_workflow, snakemake, without_unoptimised_build
 
 from compactbnn.config import compile_cache
 
@@ -78,8 +78,9 @@ def slurm_cluster():
 
 
 def _activated_environment() -> dict[str, str]:
-    """The environment of a shell with the project's venv activated, as the README runs Snakemake."""
-    env = dict(os.environ)
+    """The environment of a shell with the project's venv activated, as the README runs Snakemake; XLA's
+    default build, as the session's smoke run (conftest.UNOPTIMISED)."""
+    env = without_unoptimised_build(dict(os.environ))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(Path(sys.executable).parent.parent)
     return env
