@@ -58,7 +58,6 @@ def test_a_second_process_reads_the_program_the_first_compiled(tmp_path):
     assert run({})[1] == 0  # without the settings, nothing is read
 
 
-
 @pytest.mark.slow
 def test_the_workflows_jobs_write_the_configured_cache(smoke_run):
     # config.yaml's default, under the session's smoke run (a path with a space, a quote, & and é in it)
