@@ -141,7 +141,9 @@ def clean_environment() -> dict:
     compilation cache (the workflow's jobs use the one its config names), and XLA's default build."""
     import os
 
-    unset = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "JAX_COMPILATION_CACHE_DIR")
+    from compactbnn.config import compile_cache
+
+    unset = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", compile_cache.DIRECTORY_VARIABLE)
     environment = {key: value for key, value in os.environ.items() if key not in unset}
     return without_unoptimised_build(environment)
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from compactbnn import data, io
+from compactbnn.config import compile_cache
 from compactbnn.inference import diagnostics, hmc
 from compactbnn.models import MLP
 from conftest import copy_workflow, snakemake
@@ -225,8 +226,7 @@ def test_kill_9_then_unlock_and_the_same_command_resumes_the_chain_bit_for_bit(t
         (directory / "long.yaml").write_text(yaml.safe_dump(LONG_CHAIN))
     command = ["results/killed/hmc/chain0/samples.npz", "--cores", "1", "--configfile", "presets/smoke.yaml", "long.yaml"]
     # The jobs share compiled programs through JAX's persistent cache: one compilation instead of three.
-    for name, value in (("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax-cache")),
-                        ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0"), ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")):
+    for name, value in compile_cache.environment(tmp_path / "jax-cache").items():
         monkeypatch.setenv(name, value)
     uninterrupted = snakemake(elsewhere, *command, timeout=600)
     assert uninterrupted.returncode == 0, uninterrupted.stdout[-3000:]
