@@ -4,7 +4,7 @@ import jax
 import numpy as np
 from common import load_data, model, start, train_config
 
-from compactbnn.config.shapes import not_levels_per_group
+from compactbnn.config.shapes import experiment_levels
 from compactbnn.paper import experiments
 from compactbnn import io, train
 
@@ -18,7 +18,7 @@ run = int(sm.wildcards.run)
 # One key per run; inits, permutations and minibatch orders all derive from it.
 init_key, data_key = jax.random.split(jax.random.fold_in(jax.random.key(cfg["seed"]), run))
 # (num_perms, L): each permutation group (hidden layer, convolution's channels) its own levels 1..n_p - 1
-levels = np.asarray(not_levels_per_group(network.perm_sizes, cfg["levels"]), np.int32)
+levels = np.asarray(experiment_levels(network.perm_sizes, cfg["levels"], cfg.get("level_indices")), np.int32)
 independent = cfg["pairs"] == "independent"
 init, perms, permuted = experiments.permuted_initialisations(network, init_key, levels, independent=independent)
 # The first F models are the first networks (one per level, or one W_init shared by all levels);

@@ -281,6 +281,10 @@ def check_semantics(cfg: dict) -> None:
         # every permutation group gets its own levels 1..n_p - 1 (shapes.not_levels_per_group): the narrowest bounds them
         raise ConfigError("not_experiment.levels", f"{levels} NoT levels do not fit the narrowest permutation group "
                           f"(hidden layer or channels) of {narrowest} units (at most {narrowest - 1})")
+    indices = cfg["not_experiment"].get("level_indices")
+    if indices is not None and (list(indices) != sorted(indices) or indices[-1] >= levels):
+        raise ConfigError("not_experiment.level_indices", f"{list(indices)} must be increasing positions in the grid of "
+                          f"{levels} levels (0..{levels - 1})")
     compact = posterior["compact"]
     if compact["vi_activation_draws"] > 0 and compact["matching"] != "activation":
         raise ConfigError("posterior.compact.vi_activation_draws",

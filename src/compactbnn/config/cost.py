@@ -43,7 +43,7 @@ from pathlib import Path
 from compactbnn.config.datasets import KNOWN_DATASETS, NUM_EXAMPLES
 from compactbnn.config.fields import cycle_layout
 from compactbnn.config.keys import sgmcmc_kwargs
-from compactbnn.config.shapes import model_params, perm_widths, work_per_example
+from compactbnn.config.shapes import model_params, num_trained_levels, perm_widths, work_per_example
 
 KINDS = ("hmc_float32", "hmc_tf32", "hmc_bfloat16", "train", "ensemble", "vi", "forward", "alignment")
 
@@ -75,12 +75,12 @@ def job_work(rule: str, config: dict) -> dict[str, float]:
     post = config["posterior"]
     if rule == "train_not_run":
         cfg = config["not_experiment"]
-        levels = cfg["levels"]  # each permutation group has this many (the config check makes sure)
+        levels = num_trained_levels(cfg)  # each permutation group has this many (the config check makes sure)
         models = 2 * levels if cfg.get("pairs", "independent") == "independent" else levels + 1
         return {"train": models * cfg["training"]["epochs"] * N * P}
     if rule == "analyse_not_run":
         cfg = config["not_experiment"]
-        levels = cfg["levels"]  # each permutation group has this many (the config check makes sure)
+        levels = num_trained_levels(cfg)  # each permutation group has this many (the config check makes sure)
         split = N if cfg.get("split", "train") == "train" else T
         match = min(N, cfg.get("match_size") or N)
         # two alignments per level (trained pair, pair at init); three curves, each before and after

@@ -151,3 +151,22 @@ def not_levels_per_group(widths: Sequence[int], num_levels: int) -> list[tuple[i
         raise ValueError(f"a permutation group of {width} units has only {count} distinct NoT levels, "
                          f"fewer than the {num_levels} asked for (at most {min(widths) - 1})")
     return levels
+
+
+def experiment_levels(widths: Sequence[int], num_levels: int, indices: Sequence[int] | None = None) -> list[tuple[int, ...]]:
+    """The NoT levels Experiment A trains: ``not_levels_per_group``, or only its levels at ``indices``.
+
+    ``indices`` (``not_experiment.level_indices``) pick levels of the paper's grid by position, e.g.
+    those whose numbers the paper prints (NoT 1, 11, 53, 105, 209, 302 of 50 levels at 512 units),
+    so that a CPU can afford Experiment A at the paper's width; None: every level (the paper).
+    """
+    levels = not_levels_per_group(widths, num_levels)
+    if indices is None:
+        return levels
+    return [tuple(group[i] for i in indices) for group in levels]
+
+
+def num_trained_levels(experiment: dict) -> int:
+    """How many NoT levels Experiment A trains per run (``not_experiment``: ``levels``, ``level_indices``)."""
+    indices = experiment.get("level_indices")
+    return experiment["levels"] if indices is None else len(indices)
