@@ -879,12 +879,13 @@ def _config_claims(preset: str | None) -> dict:
     return section
 
 
-@pytest.mark.parametrize("preset", [None, "quick", "smoke", "workstation"])
+@pytest.mark.parametrize("preset", [None, "quick", "smoke", "workstation", "paper_cpu"])
 def test_config_thresholds_hold_on_the_papers_numbers(preset):
     thresholds = _config_claims(preset)
     checked = run_claims(paper_tables(), thresholds=thresholds, skip=set(thresholds["skip"]))
     assert [c.id for c in checked if c.passed is False] == []
-    assert thresholds["reproduction"]["count"] is (preset is None)  # counted at the paper's scale only
+    # counted at the paper's scale only: config.yaml and paper_cpu (784-512-10 on 60,000 images)
+    assert thresholds["reproduction"]["count"] is (preset in (None, "paper_cpu"))
     reproduction.reproduction(paper_scale_not_table(), interpolation_table(), metrics_table(), sigma_table(),
                         paper_pruning_table(), tolerances=thresholds["reproduction"]["tolerances"], barrier="max",
                         split="train", count=thresholds["reproduction"]["count"])

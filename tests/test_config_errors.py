@@ -118,6 +118,13 @@ BAD_CONFIGS = [
     ({"posterior.hmc.train_size": 2000}, "posterior.hmc.train_size"),
     ({"not_experiment.match_size": 5000}, "not_experiment.match_size"),
     ({"not_experiment.levels": 40}, "not_experiment.levels"),
+    # level_indices: positions in the smoke preset's grid of 6 levels, increasing, at least two, each once
+    ({"not_experiment.level_indices": [0, 6]}, "not_experiment.level_indices"),
+    ({"not_experiment.level_indices": [3, 1]}, "not_experiment.level_indices"),
+    ({"not_experiment.level_indices": [2, 2]}, "not_experiment.level_indices"),
+    ({"not_experiment.level_indices": [2]}, "not_experiment.level_indices"),
+    ({"not_experiment.level_indices": [-1, 2]}, "not_experiment.level_indices[0]"),
+    ({"not_experiment.level_indices": 3}, "not_experiment.level_indices"),
     ({"not_experiment.lambdas": 4, "figures.barrier": "midpoint"}, "not_experiment.lambdas"),
     ({"posterior.ensemble.training.prior_sd": 2.0}, "posterior.ensemble.training.prior_sd"),
     ({"claims.skip": ["no_such_claim"]}, "claims.skip"),
@@ -186,7 +193,7 @@ def test_several_problems_are_listed_after_the_first_line():
     assert len(lines) < 10 and sum("config key" in line for line in lines) == 2, lines
 
 
-@pytest.mark.parametrize("preset", [None, "quick", "smoke", "cnn", "workstation"])
+@pytest.mark.parametrize("preset", [None, "quick", "smoke", "cnn", "workstation", "paper_cpu"])
 def test_every_preset_passes_and_gets_the_defaults(preset):
     cfg = checks.read_config_file(REPO / "config.yaml")
     if preset:
@@ -330,6 +337,17 @@ def test_not_levels_per_group_span_every_group_and_refuse_too_many():
     assert shapes.not_levels_per_group([8, 16, 32], 4) == [(1, 3, 5, 7), (1, 5, 10, 15), (1, 11, 21, 31)]
     with pytest.raises(ValueError, match="group of 4 units has only 3 distinct NoT levels"):
         shapes.not_levels_per_group([16, 4], 5)
+
+
+def test_experiment_levels_pick_the_paper_grid_by_position():
+    """presets/paper_cpu.yaml's positions are the NoT levels whose numbers the paper prints (PAPER.md, Figure 2)."""
+    paper_cpu = checks.read_config_file(REPO / "presets" / "paper_cpu.yaml")["not_experiment"]["level_indices"]
+    assert shapes.experiment_levels([512], 50, paper_cpu) == [(1, 11, 53, 105, 209, 302, 406, 458, 511)]
+    assert shapes.experiment_levels([512], 50) == shapes.not_levels_per_group([512], 50)
+    # every permutation group is picked at the same positions of its own range
+    assert shapes.experiment_levels([8, 16, 32], 4, [0, 3]) == [(1, 7), (1, 15), (1, 31)]
+    assert shapes.num_trained_levels({"levels": 50, "level_indices": paper_cpu}) == 9
+    assert shapes.num_trained_levels({"levels": 50, "level_indices": None}) == 50
 
 
 def test_cnn_work_counts_each_weight_once_per_position():

@@ -53,7 +53,7 @@ def _expected_counts(preset: str | None) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.parametrize("preset", [None, "quick", "smoke", "cnn", "workstation"])
+@pytest.mark.parametrize("preset", [None, "quick", "smoke", "cnn", "workstation", "paper_cpu"])
 def test_dry_run_job_counts_match_config(fresh_copy, preset):
     args = ["-n", "--cores", "2"] + (["--configfile", f"presets/{preset}.yaml"] if preset else [])
     result = snakemake(fresh_copy, *args)
