@@ -888,7 +888,8 @@ def test_config_thresholds_hold_on_the_papers_numbers(preset):
     assert thresholds["reproduction"]["count"] is (preset in (None, "paper_cpu"))
     reproduction.reproduction(paper_scale_not_table(), interpolation_table(), metrics_table(), sigma_table(),
                         paper_pruning_table(), tolerances=thresholds["reproduction"]["tolerances"], barrier="max",
-                        split="train", count=thresholds["reproduction"]["count"])
+                        split="train", count=thresholds["reproduction"]["count"],
+                        reduced=thresholds["reproduction"].get("reduced", []))
 
 
 def test_claim_ids_are_known_without_numpy():
@@ -905,13 +906,13 @@ def test_claim_ids_are_known_without_numpy():
 # --- reproduction: the paper's printed numbers beside this run's ---------------------------------------
 
 def reproduce(not_table=None, interpolation=None, metrics=None, sigma=None, pruning=None, *, count=True,
-              tolerances=TOLERANCES, barrier="max"):
+              tolerances=TOLERANCES, barrier="max", reduced=()):
     return reproduction.reproduction(
         paper_scale_not_table() if not_table is None else not_table,
         interpolation_table() if interpolation is None else interpolation,
         metrics_table() if metrics is None else metrics, sigma_table() if sigma is None else sigma,
         paper_pruning_table() if pruning is None else pruning,
-        tolerances=tolerances, barrier=barrier, split="train", count=count)
+        tolerances=tolerances, barrier=barrier, split="train", count=count, reduced=reduced)
 
 
 def rows_by_id(rows) -> dict[str, reproduction.Reproduced]:
@@ -1020,6 +1021,33 @@ def test_reproduction_shown_not_counted_leaves_the_verdict_alone():
     assert "Shown for comparison, not counted" in shown_text and "**outside**" not in shown_text
     assert f"{len(counted) - 7} of {len(counted)} of the paper's printed numbers" in counted_text
     assert counted_text.count("| **outside** |") == 7
+
+
+def test_reproduction_with_hmc_reduced_counts_only_what_hmc_does_not_touch():
+    """presets/paper_cpu.yaml (claims.reproduction.reduced: [hmc]): HMC's rows, the merged pruning curve and every
+    Table 1 agreement and TV (against HMC's predictive) are shown beside ours but not counted, whatever they show."""
+    tables = {"not": paper_scale_not_table(), "metrics": metrics_table()}
+    tables["metrics"]["agreement"] = 0.0  # far from all 7 printed agreements: outside, but none counted
+    rows = reproduce(tables["not"], metrics=tables["metrics"], reduced=("hmc",))
+    by = rows_by_id(rows)
+    uncounted = sorted(r.id for r in rows if not r.counted)
+    hmc_rows = [r.id for r in rows if r.id.startswith(("table1.hmc.", "sigma.hmc.", "pruning.hmc_", "pruning.merged."))]
+    vs_hmc = [f"table1.{m}.{r}.{c}" for m, r in (("ensemble", "sample"), ("ensemble", "q_d"), ("ensemble", "q_r"), ("vi", "q"))
+              for c in ("agreement", "tv")]
+    # Table 1: 3 + 4 + 4 cells; pruning: hmc_mu_r, hmc_mu_d, merged x 12; sigma: 2 maxima, 1 minimum, 2 peaks
+    assert uncounted == sorted(hmc_rows + vs_hmc) and len(hmc_rows) == 11 + 36 + 5
+    assert by["table1.vi.q.agreement"].within is False and by["table1.vi.q.agreement"].at.startswith("HMC below")
+    for row_id in ("table1.vi.q.accuracy_samples", "table1.ensemble.q_r.accuracy_mean", "sigma.ensemble.q_r.max",
+                   "pruning.vi.50", "pruning.ensemble_mu_r.90", "figure2b.trained.105", "figure1.before.ridge_early"):
+        assert by[row_id].counted and by[row_id].at == rows_by_id(reproduce())[row_id].at, row_id
+    checked = run_claims(paper_tables())
+    summary = json.loads(report.to_json(checked, rows))
+    assert summary["failed"] == 0 and summary["passed"] == len(claims.CLAIM_IDS) + len(rows) - len(uncounted)
+    text = report.to_markdown(checked, "unit", rows)
+    assert f"but for {len(uncounted)} that depend on a posterior sampled below the paper's scale" in text
+    assert "**outside**" not in text
+    with pytest.raises(ValueError, match="only hmc"):
+        reproduce(reduced=("vi",))
 
 
 def test_reproduction_csv_and_json_hold_every_row():

@@ -31,7 +31,7 @@ checked = [
 reproduced = reproduction.reproduction(
     tables["not_experiment"], tables["interpolation"], tables["metrics"], tables["sigma"], tables["pruning"],
     tolerances=thresholds["reproduction"]["tolerances"], barrier=sm.params.barrier, split=sm.params.split,
-    count=thresholds["reproduction"]["count"])
+    count=thresholds["reproduction"]["count"], reduced=thresholds["reproduction"]["reduced"])
 with open(sm.output.json, "w") as handle:
     handle.write(report.to_json(checked, reproduced))
 with open(sm.output.reproduction, "w") as handle:

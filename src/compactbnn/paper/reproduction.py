@@ -192,20 +192,50 @@ def _interpolation_rows(table: pd.DataFrame, split: str, tolerances: Mapping) ->
     return rows
 
 
+REDUCIBLE = ("hmc",)  # posteriors a configuration may run below the paper's scale (claims.reproduction.reduced)
+
+
+def depends_on_hmc(row_id: str) -> bool:
+    """Whether a printed number's row is measured on HMC's samples or against their predictive.
+
+    HMC's own Table 1 rows, sigmas and pruning curves, the merged pruning curve (the ensemble's mu
+    with HMC's sigma_r), and every method's Table 1 agreement and TV (against HMC's predictive).
+    """
+    source, *rest = row_id.split(".")
+    if source == "table1":
+        return rest[0] == "hmc" or rest[-1] in ("agreement", "tv")
+    if source == "sigma":
+        return rest[0] == "hmc"
+    if source == "pruning":
+        return rest[0].startswith("hmc") or rest[0] == "merged"
+    return False
+
+
 def reproduction(not_experiment: pd.DataFrame, interpolation: pd.DataFrame, metrics: pd.DataFrame,
                  sigma: pd.DataFrame, pruning: pd.DataFrame, *, tolerances: Mapping, barrier: str, split: str,
-                 count: bool) -> list[Reproduced]:
+                 count: bool, reduced=()) -> list[Reproduced]:
     """Every number PAPER.md prints (Table 1, Figure 3's pruning table and sigmas, Figure 2's values
     at the printed NoT levels and plateaus, Figure 1's ridge) beside this run's, within ``tolerances``.
 
     ``count``: whether the rows count as checks (the paper's scale) or are only shown (presets).
+    ``reduced``: posteriors of ``REDUCIBLE`` this run samples below the paper's scale (HMC, which a
+    CPU cannot run at it): the rows that depend on them are shown, marked, and not counted.
     NoT levels outside this run's range are "not at this scale"; inside it, the nearest level is used.
     """
     missing = set(TOLERANCE_KEYS) - set(tolerances)
     if missing:
         raise ValueError(f"reproduction tolerances lack {sorted(missing)}")
+    unknown = set(reduced) - set(REDUCIBLE)
+    if unknown:
+        raise ValueError(f"reduced names {sorted(unknown)}; only {', '.join(REDUCIBLE)} can be")
     rows = [*_table1_rows(metrics, tolerances), *_pruning_rows(pruning, tolerances), *_sigma_rows(sigma, tolerances),
             *_figure2_rows(not_experiment, barrier, tolerances), *_interpolation_rows(interpolation, split, tolerances)]
     for row in rows:
-        row.counted = bool(count and row.within is not None)
+        below_scale = "hmc" in reduced and depends_on_hmc(row.id)
+        if below_scale and row.within is not None:
+            row.at = "; ".join(filter(None, [REDUCED_HMC, row.at]))
+        row.counted = bool(count and row.within is not None and not below_scale)
     return rows
+
+
+REDUCED_HMC = "HMC below the paper's scale: shown, not counted"
