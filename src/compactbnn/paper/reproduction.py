@@ -193,13 +193,14 @@ def _interpolation_rows(table: pd.DataFrame, split: str, tolerances: Mapping) ->
 
 
 REDUCIBLE = ("hmc",)  # posteriors a configuration may run below the paper's scale (claims.reproduction.reduced)
+REDUCED_HMC = "HMC below the paper's scale: shown, not counted"  # how such a row's "at" begins
 
 
 def depends_on_hmc(row_id: str) -> bool:
     """Whether a printed number's row is measured on HMC's samples or against their predictive.
 
-    HMC's own Table 1 rows, sigmas and pruning curves, the merged pruning curve (the ensemble's mu
-    with HMC's sigma_r), and every method's Table 1 agreement and TV (against HMC's predictive).
+    HMC's own Table 1 rows, sigmas and pruning curves, the merged pruning curve (the ensemble's mu_r
+    pruned by HMC's sigma_r), and every method's Table 1 agreement and TV (against HMC's predictive).
     """
     source, *rest = row_id.split(".")
     if source == "table1":
@@ -236,6 +237,3 @@ def reproduction(not_experiment: pd.DataFrame, interpolation: pd.DataFrame, metr
             row.at = "; ".join(filter(None, [REDUCED_HMC, row.at]))
         row.counted = bool(count and row.within is not None and not below_scale)
     return rows
-
-
-REDUCED_HMC = "HMC below the paper's scale: shown, not counted"
