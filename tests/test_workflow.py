@@ -154,3 +154,37 @@ def test_hmc_chain_that_accepts_nothing_stops_naming_the_step_size(tmp_path):
     assert "posterior.hmc.min_accept_rate" in log and "posterior.hmc.step_size" in log, log[-2000:]
     assert not (workdir / target).exists()
     assert list((workdir / "results" / "smoke" / "hmc" / "chain0").glob("checkpoint-*/state.pkl"))  # kept
+
+
+def _picked_params(rules_text: str) -> dict[str, dict[str, set[str]]]:
+    """Per script file, its rule's params built with pick(config[...], "key", ...): {param: the keys it carries}."""
+    picked = {}
+    for block in re.split(r"^rule ", rules_text, flags=re.M)[1:]:
+        script = re.search(r'script:\s*"\.\./scripts/(\w+\.py)"', block)
+        if not script:
+            continue
+        params = {}
+        for name, keys, extra in re.findall(r"(\w+)=pick\(\s*config(?:\[\"[^\"]+\"\])+\s*,(.*?)\)(\s*\|\s*\w+\(\))?",
+                                            block, flags=re.S):
+            params[name] = set(re.findall(r'"([^"]+)"', keys))
+            if extra:  # pick(...) | helper(): the keys of the dicts the helper (common.smk) returns
+                helper = re.search(rf"^def {extra.strip(' |()')}\(\):\n(.*?)(?=^def |\Z)", rules_text, flags=re.M | re.S)
+                params[name] |= set(re.findall(r'\{"(\w+)":', helper.group(1)))
+        picked[script.group(1)] = params
+    return picked
+
+
+def test_every_config_key_a_script_reads_reaches_it_through_its_params():
+    """A job reads its section's keys from params that pick() them; a key the script reads but the rule does not
+    pick is silently absent (None from cfg.get), as not_experiment.level_indices once was: every level trained."""
+    rules_text = "\n".join(path.read_text() for path in sorted((REPO / "workflow" / "rules").glob("*.smk")))
+    picked, checked = _picked_params(rules_text), 0
+    for script, params in picked.items():
+        text = (REPO / "workflow" / "scripts" / script).read_text()
+        section = re.search(r"^cfg = sm\.params\.(\w+)$", text, flags=re.M)
+        if not section or section.group(1) not in params:
+            continue  # no section read as cfg, or a whole config section passed
+        read = {a or b for a, b in re.findall(r'\bcfg(?:\["(\w+)"\]|\.get\("(\w+)")', text)}
+        assert read <= params[section.group(1)], f"{script} reads {sorted(read - params[section.group(1)])} not picked"
+        checked += 1
+    assert checked >= 5 and "level_indices" in picked["train_not_run.py"]["experiment"]
