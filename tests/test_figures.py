@@ -185,3 +185,17 @@ def test_the_check_finds_a_legend_on_the_data_and_an_unnamed_mark():
         plt.close(fig)
     assert "panel: a FillBetweenPolyCollection without a label" in problems
     assert "the legend of 'a curve' covers the data area of panel" in problems
+
+
+@pytest.mark.parametrize("runs, band", [(1, False), (3, True)])
+def test_figure2_names_the_sd_band_only_where_one_is_drawn(runs, band):
+    """One run of Experiment A (presets/paper_cpu.yaml) draws no +-1 sd band, so its legend names none."""
+    rng = np.random.default_rng(2)
+    table = not_experiment_table(rng)
+    fig = figures.figure2(table[table["run"] < runs], interpolation_table(rng))
+    try:
+        named = {text.get_text() for legend in fig.legends for text in legend.get_texts()}
+        assert (figures.legends.SD_BAND in named) is band
+        assert figures.CURVE_LABELS["trained"] in named
+    finally:
+        plt.close(fig)

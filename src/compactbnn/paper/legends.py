@@ -10,7 +10,7 @@ constrained layout, which makes room for them.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-from matplotlib.collections import PathCollection
+from matplotlib.collections import Collection, PathCollection
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import ScaledTranslation
@@ -29,16 +29,24 @@ def _grey_proxy(handle, label: str):
     return Patch(facecolor=NEUTRAL, alpha=0.3, label=label)
 
 
+def _draws_nothing(handle) -> bool:
+    """Whether a mark is an empty collection, as seaborn's sd band over a single run (no paths)."""
+    return isinstance(handle, Collection) and not handle.get_paths()
+
+
 def named_handles(axes, shared: tuple[str, ...] = (SD_BAND,)) -> dict[str, object]:
     """One handle per label of the marks on ``axes``, in drawing order; removes the axes' own legends.
 
     A label in ``shared`` names marks drawn in several colours (the sd bands of every curve, the
-    dots of every chain): it gets one grey entry, after the others. Seaborn's automatic legends,
+    dots of every chain): it gets one grey entry, after the others, unless none of them draws
+    anything (the sd band over a single run). Seaborn's automatic legends,
     which sit inside the axes, are removed here.
     """
     handles: dict[str, object] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label in shared and _draws_nothing(handle):
+                continue  # the sd band of a single run: nothing is shaded, so the legend names no band
             handles.setdefault(label, handle)
         if ax.get_legend() is not None:
             ax.get_legend().remove()
