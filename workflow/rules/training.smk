@@ -22,7 +22,14 @@ rule train_not_run:
     params:
         data=config["data"],
         model=config["model"],
-        experiment=pick(config["not_experiment"], "seed", "levels", "level_indices", "pairs", "training"),
+        experiment=pick(
+            config["not_experiment"],
+            "seed",
+            "levels",
+            "level_indices",
+            "pairs",
+            "training",
+        ),
         matmul_precision=config["matmul_precision"],
     script:
         "../scripts/train_not_run.py"
