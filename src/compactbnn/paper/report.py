@@ -54,14 +54,18 @@ def _reproduction_markdown(reproduced: list[Reproduced]) -> list[str]:
     compared = sum(r.within is not None for r in reproduced)
     absent = len(reproduced) - compared
     shown = sum(r.within is not None and not r.counted for r in reproduced)
+    if not counted:
+        counting = ("Shown for comparison, not counted: this configuration is not at the paper's scale "
+                    "(claims.reproduction.count: false).")
+    elif shown:
+        counting = (f"They count as checks at this configuration (claims.reproduction.count), but for {shown} that "
+                    "depend on a posterior sampled below the paper's scale (claims.reproduction.reduced): those are "
+                    "shown, not counted.")
+    else:
+        counting = "They count as checks at this configuration (claims.reproduction.count)."
     lines = ["", "## The paper's printed numbers beside this run's", "",
              f"{within} of {compared} printed numbers are reproduced within tolerance"
-             + (f"; {absent} not at this scale" if absent else "") + ". "
-             + ("They count as checks at this configuration (claims.reproduction.count)"
-                + (f", but for {shown} that depend on a posterior sampled below the paper's scale "
-                   "(claims.reproduction.reduced): those are shown, not counted." if shown else ".") if counted else
-                "Shown for comparison, not counted: this configuration is not at the paper's scale "
-                "(claims.reproduction.count: false)."),
+             + (f"; {absent} not at this scale" if absent else "") + ". " + counting,
              "", "| | quantity | source | paper | ours | at | tolerance |", "|---|---|---|---|---|---|---|"]
     for r in reproduced:
         if r.within is None:
